@@ -1,0 +1,1 @@
+"""deployer: continuous deployment from registry push webhooks."""

@@ -1,0 +1,5 @@
+"""python -m deployer ... is the same as the `deployer` command."""
+
+from deployer.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,341 @@
+"""Load the YAML config, validate all of it at once, and return frozen typed objects.
+
+Every problem is reported with its path (`services.web.health.timeout: expected seconds, got
+'soon'`). Secrets never live here: the config names environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from deployer.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TEMPLATE = PROJECT_ROOT / "templates" / "nginx" / "upstreams.conf.j2"
+DEFAULT_CONFIG_PATH = Path("config/deployer.yml")
+MIN_TOKEN_LENGTH = 16
+SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError(
+            "seconds", "expected seconds (a number), got {value}", {"value": repr(value)}
+        )
+    if value < 0:
+        raise PydanticCustomError(
+            "seconds", "expected seconds >= 0, got {value}", {"value": repr(value)}
+        )
+    return float(value)
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+class PortRange(_Frozen):
+    """An inclusive range of host ports, written `18000-18099` in YAML."""
+
+    first: Port
+    last: Port
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", value)
+            if match is None:
+                raise PydanticCustomError(
+                    "port_range",
+                    "expected a range like 18000-18099, got {value}",
+                    {"value": repr(value)},
+                )
+            return {"first": int(match.group(1)), "last": int(match.group(2))}
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {"first": value, "last": value}
+        return value
+
+    @model_validator(mode="after")
+    def _two_or_more(self) -> PortRange:
+        if self.last < self.first + 1:
+            raise PydanticCustomError(
+                "port_range",
+                "needs at least 2 ports (old and new containers run side by side), got {text}",
+                {"text": str(self)},
+            )
+        return self
+
+    def __str__(self) -> str:
+        return f"{self.first}-{self.last}"
+
+    def __iter__(self) -> Any:
+        return iter(range(self.first, self.last + 1))
+
+    def overlaps(self, other: PortRange) -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+
+class HealthConfig(_Frozen):
+    """How to tell that a new container is ready for traffic."""
+
+    path: str = "/healthz"
+    timeout: Seconds = 30.0
+    interval: Seconds = 0.5
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise PydanticCustomError(
+                "path", "expected a path starting with '/', got {value}", {"value": repr(value)}
+            )
+        return value
+
+
+class ServiceConfig(_Frozen):
+    """One service: which image it runs, what triggers it, and how it is checked and switched."""
+
+    image: str
+    repository: str = ""
+    tag: str = "latest"
+    network: str = "host"
+    ports: PortRange
+    port: Port = 8080
+    env: dict[str, str] = Field(default_factory=dict)
+    health: HealthConfig = HealthConfig()
+    drain: Seconds = 5.0
+    stop_timeout: Seconds = 10.0
+
+    @field_validator("image")
+    @classmethod
+    def _image_without_tag(cls, value: str) -> str:
+        last = value.rsplit("/", 1)[-1]
+        if not value or "@" in value or ":" in last or value != value.strip():
+            raise PydanticCustomError(
+                "image",
+                "expected an image name without tag or digest (set `tag`), got {value}",
+                {"value": repr(value)},
+            )
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name in value if not ENV_NAME.match(name)]
+        if bad:
+            raise PydanticCustomError(
+                "env", "invalid variable name(s): {names}", {"names": ", ".join(bad)}
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _default_repository(self) -> ServiceConfig:
+        if not self.repository:
+            object.__setattr__(self, "repository", repository_of(self.image))
+        return self
+
+
+class ServerConfig(_Frozen):
+    host: str = "127.0.0.1"
+    port: Port = 5000
+
+
+class WebhooksConfig(_Frozen):
+    token_env: str = "DEPLOYER_TOKEN"  # noqa: S105 (the variable's name, not a secret)
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not ENV_NAME.match(value):
+            raise PydanticCustomError(
+                "env_name",
+                "expected an environment variable name, got {value}",
+                {"value": repr(value)},
+            )
+        return value
+
+
+class NginxConfig(_Frozen):
+    template: Path = DEFAULT_TEMPLATE
+    output: Path = Path("/etc/nginx/conf.d/deployer-upstreams.conf")
+    test: list[str] = Field(default_factory=lambda: ["nginx", "-t"], min_length=1)
+    reload: list[str] = Field(default_factory=lambda: ["nginx", "-s", "reload"], min_length=1)
+
+
+class QueueConfig(_Frozen):
+    coalesce: Seconds = 2.0
+
+
+class Config(_Frozen):
+    """The whole, validated configuration."""
+
+    server: ServerConfig = ServerConfig()
+    state_dir: Path = Path("var")
+    instance: str = "default"
+    webhooks: WebhooksConfig = WebhooksConfig()
+    nginx: NginxConfig = NginxConfig()
+    queue: QueueConfig = QueueConfig()
+    services: dict[str, ServiceConfig] = Field(default_factory=dict)
+
+    @field_validator("instance")
+    @classmethod
+    def _instance_name(cls, value: str) -> str:
+        if not SERVICE_NAME.match(value):
+            raise PydanticCustomError(
+                "name", "expected letters, digits, '-' or '_', got {value}", {"value": repr(value)}
+            )
+        return value
+
+
+def repository_of(image: str) -> str:
+    """The Docker Hub repo_name for an image: the path without registry host (`library/x` alone)."""
+    parts = image.split("/")
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        parts = parts[1:]
+    if len(parts) == 1:
+        parts = ["library", *parts]
+    return "/".join(parts)
+
+
+def parse_config(
+    data: Any, source: str = "config", environ: Mapping[str, str] | None = None
+) -> Config:
+    """Validate a loaded YAML document; raise ConfigError listing every problem."""
+    environ = os.environ if environ is None else environ
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"(top level): expected a mapping, got {type(data).__name__}"])
+    problems = _name_checks(data)
+    data = _apply_environment_overrides(data, environ, problems)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as err:
+        problems.extend(_format_error(error) for error in err.errors())
+        problems.extend(_secret_checks(data, environ))
+        raise ConfigError(source, problems) from None
+    problems.extend(_cross_checks(config))
+    problems.extend(_secret_checks(data, environ))
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the YAML file at path."""
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(str(path), [f"(file): cannot read: {err.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f"line {where.line + 1}: " if where is not None else ""
+        raise ConfigError(str(path), [f"(yaml): {line}{getattr(err, 'problem', err)}"]) from None
+    return parse_config(data, str(path), environ)
+
+
+def resolve_config_path(cli_value: str | None, environ: Mapping[str, str]) -> Path:
+    """--config, else $DEPLOYER_CONFIG, else config/deployer.yml."""
+    return Path(cli_value or environ.get("DEPLOYER_CONFIG") or DEFAULT_CONFIG_PATH)
+
+
+def _apply_environment_overrides(
+    data: dict[str, Any], environ: Mapping[str, str], problems: list[str]
+) -> dict[str, Any]:
+    server = dict(data.get("server") or {}) if isinstance(data.get("server"), dict | None) else None
+    if server is None:
+        return data
+    if environ.get("HTTP_HOST"):
+        server["host"] = environ["HTTP_HOST"]
+    if environ.get("HTTP_PORT"):
+        raw = environ["HTTP_PORT"]
+        if raw.isdigit():
+            server["port"] = int(raw)
+        else:
+            problems.append(f"HTTP_PORT (environment): expected a port number, got {raw!r}")
+    return {**data, "server": server}
+
+
+def _name_checks(data: dict[str, Any]) -> list[str]:
+    services = data.get("services")
+    if not isinstance(services, dict):
+        return []
+    return [
+        f"services.{name}: invalid service name (letters, digits, '-' and '_', up to 63 long)"
+        for name in services
+        if not isinstance(name, str) or not SERVICE_NAME.match(name)
+    ]
+
+
+def _cross_checks(config: Config) -> list[str]:
+    problems: list[str] = []
+    items = list(config.services.items())
+    for index, (name, service) in enumerate(items):
+        for other_name, other in items[:index]:
+            if service.ports.overlaps(other.ports):
+                problems.append(
+                    f"services.{name}.ports: {service.ports} overlaps "
+                    f"services.{other_name}.ports ({other.ports})"
+                )
+    return problems
+
+
+def _secret_checks(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
+    webhooks = data.get("webhooks")
+    name = webhooks.get("token_env") if isinstance(webhooks, dict) else None
+    if name is None:
+        name = WebhooksConfig().token_env
+    if not isinstance(name, str) or not ENV_NAME.match(name):
+        return []  # reported by the schema already
+    token = environ.get(name, "")
+    if not token:
+        return [f"webhooks.token_env: environment variable {name} is not set (the webhook secret)"]
+    if len(token) < MIN_TOKEN_LENGTH:
+        return [
+            f"webhooks.token_env: {name} is {len(token)} characters; "
+            f"use a random token of at least {MIN_TOKEN_LENGTH}"
+        ]
+    return []
+
+
+_FRIENDLY = {
+    "missing": "required",
+    "extra_forbidden": "unknown key (check the spelling)",
+    "int_parsing": "expected a whole number",
+    "int_type": "expected a whole number",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+}
+
+
+def _format_error(error: Any) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    message = _FRIENDLY.get(error["type"], error["msg"])
+    if error["type"] in _FRIENDLY and error["type"] not in ("missing", "extra_forbidden"):
+        message = f"{message}, got {error.get('input')!r}"
+    return f"{location}: {message}"

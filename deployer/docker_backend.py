@@ -1,0 +1,204 @@
+"""The only module that imports `docker`: engine operations, with errors translated once.
+
+The client is built lazily on first use, never at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+import docker
+import docker.errors
+import requests
+
+from deployer.containers import (
+    LABEL_CONTAINER_PORT,
+    LABEL_DEPLOYMENT,
+    LABEL_DIGEST,
+    LABEL_INSTANCE,
+    LABEL_NETWORK,
+    LABEL_PORT,
+    LABEL_SERVICE,
+    LOOPBACK,
+    ContainerSpec,
+)
+from deployer.errors import ContainerError, DockerError, RegistryError
+from deployer.models import ContainerInfo
+
+log = logging.getLogger(__name__)
+ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
+class Backend(Protocol):
+    """What the deployment steps need from a container engine."""
+
+    def resolve(self, image: str, tag: str) -> str: ...
+    def pull(self, image: str, digest: str) -> None: ...
+    def start(self, spec: ContainerSpec) -> ContainerInfo: ...
+    def inspect(self, container_id: str) -> ContainerInfo: ...
+    def logs(self, container_id: str, tail: int = 20) -> str: ...
+    def stop(self, container_id: str, timeout: float) -> None: ...
+    def remove(self, container_id: str) -> None: ...
+    def list_managed(self, instance: str) -> list[ContainerInfo]: ...
+
+
+class DockerBackend:
+    """Backend on a real Docker engine through the docker SDK."""
+
+    def __init__(self, make_client: Callable[[], Any] | None = None) -> None:
+        self._make_client = make_client or docker.from_env
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                try:
+                    self._client = self._make_client()
+                except ENGINE_ERRORS as err:
+                    raise DockerError(f"cannot reach the Docker engine: {err}") from err
+            return self._client
+
+    def resolve(self, image: str, tag: str) -> str:
+        """The registry's current digest for image:tag, without pulling."""
+        reference = f"{image}:{tag}"
+        try:
+            digest: str = self.client.images.get_registry_data(reference).id
+        except ENGINE_ERRORS as err:
+            raise RegistryError(
+                reference, f"cannot resolve {reference} at the registry: {_why(err)}"
+            ) from err
+        return digest
+
+    def pull(self, image: str, digest: str) -> None:
+        """Pull image@digest; an error line anywhere in the stream fails the pull."""
+        reference = f"{image}@{digest}"
+        try:
+            for item in self.client.api.pull(image, tag=digest, stream=True, decode=True):
+                if "error" in item or "errorDetail" in item:
+                    detail = item.get("error") or item.get("errorDetail", {}).get("message")
+                    raise RegistryError(reference, f"pull of {reference} failed: {detail}")
+            self.client.images.get(reference)
+        except ENGINE_ERRORS as err:
+            raise RegistryError(reference, f"pull of {reference} failed: {_why(err)}") from err
+
+    def start(self, spec: ContainerSpec) -> ContainerInfo:
+        """Create and start a container from spec."""
+        try:
+            container = self.client.containers.run(
+                spec.image,
+                name=spec.name,
+                detach=True,
+                labels=spec.labels,
+                environment=spec.environment,
+                network_mode=spec.network if spec.network in ("host", "bridge") else None,
+                network=None if spec.network in ("host", "bridge") else spec.network,
+                ports=spec.published or None,
+                restart_policy={"Name": "unless-stopped"},
+            )
+        except ENGINE_ERRORS as err:
+            raise ContainerError(
+                spec.name, f"cannot start {spec.name} from {spec.image}: {_why(err)}"
+            ) from err
+        return self.inspect(container.id)
+
+    def inspect(self, container_id: str) -> ContainerInfo:
+        """Fresh state of one container."""
+        try:
+            container = self.client.containers.get(container_id)
+        except ENGINE_ERRORS as err:
+            raise ContainerError(
+                container_id, f"cannot inspect container {container_id}: {_why(err)}"
+            ) from err
+        return _to_info(container.attrs)
+
+    def logs(self, container_id: str, tail: int = 20) -> str:
+        """The container's last output lines (stdout and stderr), or a note when unreadable."""
+        try:
+            raw: bytes = self.client.containers.get(container_id).logs(tail=tail)
+        except ENGINE_ERRORS as err:
+            return f"(logs unavailable: {_why(err)})"
+        return raw.decode(errors="replace").rstrip()
+
+    def stop(self, container_id: str, timeout: float) -> None:
+        """SIGTERM (the image's STOPSIGNAL), then SIGKILL after timeout seconds; then remove."""
+        try:
+            container = self.client.containers.get(container_id)
+            container.stop(timeout=max(1, round(timeout)))
+            container.remove(v=True)
+        except docker.errors.NotFound:
+            return
+        except ENGINE_ERRORS as err:
+            raise ContainerError(
+                container_id, f"cannot stop container {container_id}: {_why(err)}"
+            ) from err
+
+    def remove(self, container_id: str) -> None:
+        """Kill and remove a container at once (used to roll back a failed start)."""
+        try:
+            self.client.containers.get(container_id).remove(force=True, v=True)
+        except docker.errors.NotFound:
+            return
+        except ENGINE_ERRORS as err:
+            raise ContainerError(
+                container_id, f"cannot remove container {container_id}: {_why(err)}"
+            ) from err
+
+    def list_managed(self, instance: str) -> list[ContainerInfo]:
+        """Every container (running or not) labelled for this deployer instance."""
+        try:
+            containers = self.client.containers.list(
+                all=True, filters={"label": [f"{LABEL_INSTANCE}={instance}"]}
+            )
+        except ENGINE_ERRORS as err:
+            raise DockerError(
+                f"cannot list containers of instance {instance}: {_why(err)}"
+            ) from err
+        return [_to_info(container.attrs) for container in containers]
+
+
+def _why(err: Exception) -> str:
+    explanation = getattr(err, "explanation", None)
+    return str(explanation or err).strip()
+
+
+def _to_info(attrs: dict[str, Any]) -> ContainerInfo:
+    labels: dict[str, str] = attrs.get("Config", {}).get("Labels") or {}
+    state: dict[str, Any] = attrs.get("State", {})
+    health = (state.get("Health") or {}).get("Status")
+    return ContainerInfo(
+        id=attrs["Id"],
+        name=attrs.get("Name", "").lstrip("/"),
+        service=labels.get(LABEL_SERVICE, ""),
+        image=attrs.get("Config", {}).get("Image", ""),
+        digest=labels.get(LABEL_DIGEST, ""),
+        deployment=labels.get(LABEL_DEPLOYMENT, ""),
+        address=_address(attrs, labels),
+        status=state.get("Status", "unknown"),
+        health=health,
+        started_at=_parse_time(state.get("StartedAt")),
+        restart_count=int(attrs.get("RestartCount", 0) or 0),
+    )
+
+
+def _address(attrs: dict[str, Any], labels: dict[str, str]) -> str:
+    network = labels.get(LABEL_NETWORK, "host")
+    if network in ("host", "bridge"):
+        return f"{LOOPBACK}:{labels.get(LABEL_PORT, '0')}"
+    networks = attrs.get("NetworkSettings", {}).get("Networks") or {}
+    address = (networks.get(network) or {}).get("IPAddress") or LOOPBACK
+    return f"{address}:{labels.get(LABEL_CONTAINER_PORT, '0')}"
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value or value.startswith("0001-"):
+        return None
+    # Docker prints nanoseconds; Python takes at most microseconds.
+    head, _, rest = value.partition(".")
+    fraction = "".join(ch for ch in rest if ch.isdigit())[:6]
+    return datetime.fromisoformat(f"{head}.{fraction or '0'}+00:00")

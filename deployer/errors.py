@@ -1,0 +1,88 @@
+"""The deployer exception tree. Third-party exceptions are translated once, in the adapter.
+
+DeployerError
+├── ConfigError            the YAML config has problems (every one listed, with its path)
+├── BadWebhook             a webhook body could not be parsed (the reason says what)
+├── QueueClosed            the service is shutting down and takes no new work
+├── DockerError            the Docker engine refused or failed an operation
+│   ├── RegistryError      a tag could not be resolved or an image not pulled
+│   └── ContainerError     a container could not be started, or exited, or is missing
+├── HealthCheckFailed      a new container did not become healthy in time
+├── NginxError             rendering, testing or reloading the nginx config failed
+├── NoFreePort             every port of a service's pool is taken
+└── DeploymentCancelled    the deployer is stopping; the deployment was rolled back
+"""
+
+from __future__ import annotations
+
+
+class DeployerError(Exception):
+    """Root of every error deployer raises on purpose."""
+
+
+class ConfigError(DeployerError):
+    """The config has problems; `problems` lists each as 'path: message'."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        listing = "\n".join(f"  {problem}" for problem in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s):\n{listing}")
+
+
+class BadWebhook(DeployerError):
+    """A webhook payload is malformed; the message names the field."""
+
+
+class QueueClosed(DeployerError):
+    """The queue is stopping and accepts no new deployments."""
+
+
+class DockerError(DeployerError):
+    """An operation on the Docker engine failed."""
+
+
+class RegistryError(DockerError):
+    """Resolving or pulling `reference` failed."""
+
+    def __init__(self, reference: str, message: str) -> None:
+        self.reference = reference
+        super().__init__(message)
+
+
+class ContainerError(DockerError):
+    """Something went wrong with container `name`; `logs` holds its last lines."""
+
+    def __init__(self, name: str, message: str, logs: str = "") -> None:
+        self.name = name
+        self.logs = logs
+        super().__init__(message)
+
+
+class HealthCheckFailed(DeployerError):
+    """Container `name` did not become healthy; `logs` holds its last lines."""
+
+    def __init__(self, name: str, message: str, logs: str = "") -> None:
+        self.name = name
+        self.logs = logs
+        super().__init__(message)
+
+
+class NginxError(DeployerError):
+    """The nginx config at `path` could not be rendered, tested or reloaded."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class NoFreePort(DeployerError):
+    """Every port in the pool of `service` is in use."""
+
+    def __init__(self, service: str, message: str) -> None:
+        self.service = service
+        super().__init__(message)
+
+
+class DeploymentCancelled(DeployerError):
+    """The deployer is stopping; the half-done deployment was rolled back."""

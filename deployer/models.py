@@ -1,0 +1,105 @@
+"""Typed values that flow between the steps: events, containers, upstreams, deployments."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class PushEvent:
+    """A registry said `repository:tag` was pushed. A hint only: the tag is resolved again."""
+
+    source: str
+    repository: str
+    tag: str
+    pusher: str = ""
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """A container deployer manages, as read from the engine."""
+
+    id: str
+    name: str
+    service: str
+    image: str
+    digest: str
+    deployment: str
+    address: str  # host:port that nginx and the health check use
+    status: str  # created | running | exited | restarting | dead | ...
+    health: str | None  # the image HEALTHCHECK's status, None when the image has none
+    started_at: datetime | None
+    restart_count: int = 0
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """What nginx should send a service's traffic to; address None means no container yet."""
+
+    service: str
+    address: str | None = None
+    container: str | None = None
+    digest: str | None = None
+
+
+class DeploymentState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    SUPERSEDED = "superseded"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (DeploymentState.QUEUED, DeploymentState.RUNNING)
+
+
+class StepState(enum.StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass
+class Step:
+    """One recorded step of a deployment."""
+
+    name: str
+    state: StepState
+    started_at: datetime
+    finished_at: datetime | None = None
+    detail: str = ""
+
+
+@dataclass
+class Deployment:
+    """A request to run `image:tag` for `service`, and what became of it."""
+
+    id: str
+    service: str
+    trigger: str
+    image: str
+    tag: str
+    state: DeploymentState = DeploymentState.QUEUED
+    digest: str | None = None
+    requested_digest: str | None = None  # set by rollbacks: deploy exactly this digest
+    previous_digest: str | None = None
+    container: str | None = None
+    error: str | None = None
+    created_at: datetime = field(default_factory=utc_now)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    steps: list[Step] = field(default_factory=list)

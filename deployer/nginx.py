@@ -1,0 +1,156 @@
+"""nginx upstreams: render_upstreams() (pure) and NginxConfigurator.apply() (transactional).
+
+apply(): render, write beside the target, keep the previous text, swap, run the test command,
+reload; on any failure put the previous file back so nginx keeps what it had.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from deployer.config import NginxConfig
+from deployer.errors import NginxError
+from deployer.models import Upstream
+
+log = logging.getLogger(__name__)
+COMMAND_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    returncode: int
+    output: str
+
+
+Runner = Callable[[Sequence[str]], CommandResult]
+
+
+def run_command(argv: Sequence[str]) -> CommandResult:
+    """Run argv (never a shell string) and return its status and combined output."""
+    try:
+        result = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
+        )
+    except FileNotFoundError:
+        return CommandResult(127, f"{argv[0]}: command not found")
+    except subprocess.TimeoutExpired:
+        return CommandResult(124, f"timed out after {COMMAND_TIMEOUT:g} s")
+    return CommandResult(result.returncode, (result.stderr + result.stdout).strip())
+
+
+def make_template_environment(directory: Path) -> jinja2.Environment:
+    """A Jinja environment for nginx text: strict, no autoescape, trailing newline kept."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(directory)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701 (nginx config, not HTML)
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def load_template(path: Path) -> jinja2.Template:
+    """Load the upstream template; raise NginxError naming the file and line on problems."""
+    try:
+        return make_template_environment(path.parent).get_template(path.name)
+    except jinja2.TemplateNotFound:
+        raise NginxError(str(path), f"nginx template {path} not found") from None
+    except jinja2.TemplateSyntaxError as err:
+        raise NginxError(
+            str(path), f"nginx template {path} line {err.lineno}: {err.message}"
+        ) from err
+
+
+def render_upstreams(template: jinja2.Template, upstreams: Sequence[Upstream]) -> str:
+    """The upstream config text for these services, sorted by name (pure)."""
+    ordered = sorted(upstreams, key=lambda upstream: upstream.service)
+    try:
+        return template.render(upstreams=ordered)
+    except jinja2.TemplateError as err:
+        raise NginxError(
+            str(template.filename), f"nginx template {template.filename}: {err}"
+        ) from err
+
+
+class NginxConfigurator:
+    """Owns the upstream file: renders it, swaps it in transactionally, tests and reloads nginx."""
+
+    def __init__(self, config: NginxConfig, run: Runner = run_command) -> None:
+        self.config = config
+        self.output = config.output
+        self._run = run
+        self._lock = threading.Lock()
+
+    def render(self, upstreams: Sequence[Upstream]) -> str:
+        """Render the current template (read afresh, so template edits apply) for upstreams."""
+        return render_upstreams(load_template(self.config.template), upstreams)
+
+    def apply(self, upstreams: Sequence[Upstream]) -> bool:
+        """Write, test and reload; return False when the file already held this text."""
+        text = self.render(upstreams)
+        with self._lock:
+            previous = self._read_current()
+            if previous == text:
+                return False
+            self._swap_in(text)
+            try:
+                self._check(self.config.test, "test")
+                self._check(self.config.reload, "reload")
+            except NginxError:
+                self._restore(previous)
+                raise
+        log.info("nginx upstreams written to %s and nginx reloaded", self.output)
+        return True
+
+    def _read_current(self) -> str | None:
+        try:
+            return self.output.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise NginxError(str(self.output), f"cannot read {self.output}: {err}") from err
+
+    def _swap_in(self, text: str) -> None:
+        temporary = self.output.with_name(f".{self.output.name}.deployer-new")
+        try:
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(text)
+            try:
+                os.replace(temporary, self.output)
+            except OSError as err:
+                if err.errno not in (errno.EBUSY, errno.EXDEV):
+                    raise
+                # A file bind-mounted on its own cannot be renamed over: write it in place.
+                temporary.unlink(missing_ok=True)
+                self.output.write_text(text)
+        except OSError as err:
+            temporary.unlink(missing_ok=True)
+            raise NginxError(str(self.output), f"cannot write {self.output}: {err}") from err
+
+    def _check(self, argv: Sequence[str], what: str) -> None:
+        result = self._run(argv)
+        if result.returncode != 0:
+            raise NginxError(
+                str(self.output),
+                f"nginx {what} failed for {self.output} ({' '.join(argv)} exited "
+                f"{result.returncode}): {result.output or '(no output)'}; previous file restored",
+            )
+
+    def _restore(self, previous: str | None) -> None:
+        try:
+            if previous is None:
+                self.output.unlink(missing_ok=True)
+            else:
+                self._swap_in(previous)
+        except (OSError, NginxError):
+            log.exception("could not restore %s", self.output)

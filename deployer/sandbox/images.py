@@ -1,0 +1,142 @@
+"""Tiny test images FROM scratch with Debian's static busybox, pushed to a local registry.
+
+Each app listens on 127.0.0.1:$PORT (host networking) and serves /version and /healthz.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+BUSYBOX = Path("/bin/busybox")
+HTTPD = "/bin/busybox httpd -f -p 127.0.0.1:${PORT:-8080} -h /www"
+# PID 1 gets no default signal handlers: trap TERM/INT so `docker stop` ends the app at once.
+SERVE_SCRIPT = f"trap 'exit 0' TERM INT; {HTTPD} & wait"
+
+
+class AppBehaviour(enum.Enum):
+    """What a test app does once started."""
+
+    SERVE = "serve"  # answers /version and /healthz at once
+    EXIT = "exit"  # prints an error and exits with status 3 at once
+    SILENT = "silent"  # keeps running but never listens
+    SLOW = "slow"  # starts listening only after `delay` seconds
+    HANG = "hang"  # listens, but GET /cgi-bin/hang never answers
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    """An image in the local registry: `repository:tag` and the registry's manifest digest."""
+
+    repository: str
+    tag: str
+    digest: str
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+def make_start_script(behaviour: AppBehaviour, delay: float) -> str:
+    """The sh script the container runs for a behaviour."""
+    if behaviour is AppBehaviour.EXIT:
+        return "echo 'fatal: cannot read /etc/app.conf' >&2; exit 3"
+    if behaviour is AppBehaviour.SILENT:
+        return "trap 'exit 0' TERM INT; echo 'waiting forever'; while :; do sleep 1; done"
+    if behaviour is AppBehaviour.SLOW:
+        return f"trap 'exit 0' TERM INT; echo 'warming up'; sleep {delay:g}; {HTTPD} & wait"
+    return SERVE_SCRIPT
+
+
+def make_dockerfile(behaviour: AppBehaviour, delay: float, healthcheck: bool) -> str:
+    """Dockerfile text for a test app (pure)."""
+    lines = [
+        "FROM scratch",
+        "COPY busybox /bin/busybox",
+        "COPY www /www",
+        "ENV PORT=8080",
+    ]
+    if healthcheck:
+        probe = "/bin/busybox wget -q -O /dev/null http://127.0.0.1:$PORT/healthz"
+        lines.append(
+            "HEALTHCHECK --interval=1s --timeout=1s --retries=2 "
+            f'CMD ["/bin/busybox", "sh", "-c", "{probe}"]'
+        )
+    script = make_start_script(behaviour, delay).replace('"', '\\"')
+    lines.append(f'ENTRYPOINT ["/bin/busybox", "sh", "-c", "{script}"]')
+    return "\n".join(lines) + "\n"
+
+
+class ImageFactory:
+    """Builds test apps by name and version and pushes them to the registry at `registry`."""
+
+    def __init__(self, registry: str, namespace: str, workdir: Path) -> None:
+        self.registry = registry
+        self.namespace = namespace
+        self.workdir = workdir
+        self._built: dict[tuple[str, str, AppBehaviour, float, bool], PushedImage] = {}
+
+    def repository(self, name: str) -> str:
+        """The full repository name (with registry host) for an app name."""
+        return f"{self.registry}/{self.namespace}/{name}"
+
+    def build(
+        self,
+        name: str,
+        version: str,
+        behaviour: AppBehaviour = AppBehaviour.SERVE,
+        delay: float = 0.0,
+        healthcheck: bool = False,
+    ) -> PushedImage:
+        """Build `name:version` serving `version` at /version, push it, return its digest."""
+        key = (name, version, behaviour, delay, healthcheck)
+        if key not in self._built:
+            self._built[key] = self._build_and_push(*key)
+        return self._built[key]
+
+    def _build_and_push(
+        self, name: str, version: str, behaviour: AppBehaviour, delay: float, healthcheck: bool
+    ) -> PushedImage:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.workdir) as context_dir:
+            context = Path(context_dir)
+            shutil.copy2(BUSYBOX, context / "busybox")
+            www = context / "www"
+            (www / "cgi-bin").mkdir(parents=True)
+            (www / "version").write_text(version + "\n")
+            (www / "healthz").write_text("ok\n")
+            hang = www / "cgi-bin" / "hang"
+            hang.write_text("#!/bin/busybox sh\nsleep 3600\n")
+            hang.chmod(0o755)
+            (context / "Dockerfile").write_text(make_dockerfile(behaviour, delay, healthcheck))
+            image = PushedImage(self.repository(name), version, "")
+            _docker("build", "-q", "-t", image.reference, str(context))
+        output = _docker("push", image.reference)
+        match = re.search(r"digest: (sha256:[0-9a-f]{64})", output)
+        if match is None:
+            raise RuntimeError(f"docker push {image.reference} printed no digest: {output}")
+        return PushedImage(image.repository, version, match.group(1))
+
+    def remove_local(self, image: PushedImage) -> None:
+        """Delete the local copy so that the next use is a real pull from the registry."""
+        subprocess.run(
+            ["docker", "image", "rm", "-f", image.reference, f"{image.repository}@{image.digest}"],
+            capture_output=True,
+            check=False,
+        )
+
+
+def _docker(*args: str) -> str:
+    environment = {**os.environ, "DOCKER_BUILDKIT": "0"}
+    result = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, env=environment, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"docker {args[0]} failed: {result.stderr.strip() or result.stdout}")
+    return result.stdout

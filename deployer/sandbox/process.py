@@ -1,0 +1,49 @@
+"""Start and stop a sandbox server process, with its output kept in a log file."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+
+class SandboxProcess:
+    """A child process with its combined output in log_path."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the process; its output goes to the log file."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                self.argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL
+            )
+
+    def check_alive(self) -> None:
+        """Raise RuntimeError with the log tail when the process has exited."""
+        if self._process is not None and self._process.poll() is not None:
+            raise RuntimeError(
+                f"{self.name} exited with status {self._process.returncode}: {self.log_tail()}"
+            )
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the process's log."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate the process and wait for it; kill it if it lingers."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(timeout)

@@ -1,0 +1,85 @@
+"""The real nginx: render the upstream template, test it, reload, and reach the container."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from deployer.config import DEFAULT_TEMPLATE, NginxConfig, parse_config
+from deployer.containers import make_container_spec
+from deployer.docker_backend import DockerBackend
+from deployer.errors import NginxError
+from deployer.models import Upstream
+from deployer.nginx import NginxConfigurator
+from deployer.sandbox import ImageFactory, SandboxNginx
+from deployer.sandbox.net import http_get, wait_for_http
+
+pytestmark = pytest.mark.integration
+
+
+def configurator(nginx: SandboxNginx, template: Path = DEFAULT_TEMPLATE) -> NginxConfigurator:
+    return NginxConfigurator(
+        NginxConfig(
+            template=template,
+            output=nginx.upstreams,
+            test=nginx.test_argv,
+            reload=nginx.reload_argv,
+        )
+    )
+
+
+def start_app(images: ImageFactory, instance: str, port: int, version: str) -> Upstream:
+    pushed = images.build("hello", version)
+    backend = DockerBackend()
+    backend.pull(pushed.repository, pushed.digest)
+    service = parse_config(
+        {"services": {"web": {"image": pushed.repository, "ports": f"{port}-{port + 1}"}}},
+        environ={"DEPLOYER_TOKEN": "t" * 32},
+    ).services["web"]
+    container = backend.start(
+        make_container_spec("web", service, pushed.digest, version, port, instance)
+    )
+    wait_for_http(f"http://{container.address}/healthz", timeout=10)
+    return Upstream("web", container.address, container.name, pushed.digest)
+
+
+def test_rendered_upstreams_pass_nginx_test_and_reload_routes_to_the_container(
+    images: ImageFactory,
+    instance: str,
+    port_pool: Callable[[int], str],
+    make_nginx: Callable[[list[str]], SandboxNginx],
+) -> None:
+    nginx = make_nginx(["web"])
+    port = int(port_pool(2).split("-")[0])
+    upstream = start_app(images, instance, port, "v1")
+
+    changed = configurator(nginx).apply([upstream])
+
+    assert changed
+    assert f"server 127.0.0.1:{port};" in nginx.upstreams.read_text()
+    assert wait_for_http(nginx.url("web", "/version"), timeout=5) == "v1\n"
+
+
+def test_a_template_that_renders_invalid_config_leaves_the_previous_file_serving(
+    images: ImageFactory,
+    instance: str,
+    port_pool: Callable[[int], str],
+    make_nginx: Callable[[list[str]], SandboxNginx],
+    tmp_path: Path,
+) -> None:
+    nginx = make_nginx(["web"])
+    port = int(port_pool(2).split("-")[0])
+    upstream = start_app(images, instance, port, "v1")
+    configurator(nginx).apply([upstream])
+    before = nginx.upstreams.read_text()
+    broken = tmp_path / "broken.conf.j2"
+    broken.write_text("{% for u in upstreams %}upstream {{ u.service }} { server ; }{% endfor %}\n")
+
+    with pytest.raises(NginxError, match="nginx test failed") as caught:
+        configurator(nginx, broken).apply([upstream])
+
+    assert "invalid number of arguments" in str(caught.value)
+    assert nginx.upstreams.read_text() == before
+    assert http_get(nginx.url("web", "/version")) == (200, "v1\n")

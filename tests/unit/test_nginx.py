@@ -1,0 +1,132 @@
+"""nginx: the pure renderer by equality; apply() as a transaction, with a fake command runner."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from deployer.config import DEFAULT_TEMPLATE, NginxConfig
+from deployer.errors import NginxError
+from deployer.models import Upstream
+from deployer.nginx import CommandResult, NginxConfigurator, load_template, render_upstreams
+
+DIGEST = "sha256:" + "ab" * 32
+WEB = Upstream("web", "127.0.0.1:18001", "web-d1", DIGEST)
+
+
+class FakeNginx:
+    """Plays `nginx -t` / `-s reload`: a config containing 'bad' fails the test."""
+
+    def __init__(self, output: Path, reload_fails: bool = False) -> None:
+        self.output = output
+        self.reload_fails = reload_fails
+        self.reloaded_with: list[str] = []
+
+    def __call__(self, argv: Sequence[str]) -> CommandResult:
+        text = self.output.read_text()
+        if "bad" in text:
+            return CommandResult(1, f'nginx: [emerg] unknown directive "bad" in {self.output}:2')
+        if argv[-1] == "reload":
+            if self.reload_fails:
+                return CommandResult(1, "nginx: [alert] kill(1234, 1) failed (3: No such process)")
+            self.reloaded_with.append(text)
+        return CommandResult(0, "")
+
+
+def make(
+    tmp_path: Path, template: Path = DEFAULT_TEMPLATE, **fake: bool
+) -> tuple[NginxConfigurator, FakeNginx]:
+    output = tmp_path / "conf.d" / "upstreams.conf"
+    runner = FakeNginx(output, **fake)
+    config = NginxConfig(
+        template=template, output=output, test=["nginx", "-t"], reload=["nginx", "-s", "reload"]
+    )
+    return NginxConfigurator(config, run=runner), runner
+
+
+def test_default_template_writes_one_upstream_per_service_sorted() -> None:
+    text = render_upstreams(load_template(DEFAULT_TEMPLATE), [WEB, Upstream("api")])
+
+    blocks = [line for line in text.splitlines() if not line.startswith("#")]
+    assert blocks == [
+        "upstream api {",
+        "    server 127.0.0.1:9 down;  # no container runs yet: nginx answers 502",
+        "}",
+        "upstream web {",
+        f"    server 127.0.0.1:18001;  # container web-d1, {DIGEST}",
+        "}",
+    ]
+
+
+def test_template_referring_to_an_unknown_field_fails_clearly(tmp_path: Path) -> None:
+    template = tmp_path / "t.j2"
+    template.write_text("{% for u in upstreams %}{{ u.weight }}{% endfor %}")
+
+    with pytest.raises(NginxError, match="has no attribute 'weight'"):
+        render_upstreams(load_template(template), [WEB])
+
+
+def test_template_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    template = tmp_path / "t.j2"
+    template.write_text("ok\n{% for u in %}\n")
+
+    with pytest.raises(NginxError, match=r"t\.j2 line 2"):
+        load_template(template)
+
+
+def test_apply_writes_tests_and_reloads(tmp_path: Path) -> None:
+    configurator, nginx = make(tmp_path)
+
+    assert configurator.apply([WEB]) is True
+
+    assert "server 127.0.0.1:18001;" in configurator.output.read_text()
+    assert nginx.reloaded_with == [configurator.output.read_text()]
+    assert list(configurator.output.parent.iterdir()) == [configurator.output]
+
+
+def test_apply_of_identical_text_does_not_reload(tmp_path: Path) -> None:
+    configurator, nginx = make(tmp_path)
+    configurator.apply([WEB])
+
+    assert configurator.apply([WEB]) is False
+    assert len(nginx.reloaded_with) == 1
+
+
+def test_failed_test_restores_previous_file_and_reports_nginx_output(tmp_path: Path) -> None:
+    configurator, nginx = make(tmp_path)
+    configurator.apply([WEB])
+    before = configurator.output.read_text()
+    bad_template = tmp_path / "bad.j2"
+    bad_template.write_text("bad directive;\n")
+    broken, _ = make(tmp_path, template=bad_template)
+
+    with pytest.raises(NginxError, match=r'unknown directive "bad".*previous file restored'):
+        broken.apply([WEB])
+
+    assert configurator.output.read_text() == before
+    assert len(nginx.reloaded_with) == 1
+
+
+def test_failed_first_write_leaves_no_file(tmp_path: Path) -> None:
+    bad_template = tmp_path / "bad.j2"
+    bad_template.write_text("bad\n")
+    configurator, _ = make(tmp_path, template=bad_template)
+
+    with pytest.raises(NginxError):
+        configurator.apply([WEB])
+
+    assert not configurator.output.exists()
+
+
+def test_failed_reload_restores_previous_file(tmp_path: Path) -> None:
+    configurator, _ = make(tmp_path)
+    configurator.apply([Upstream("web")])
+    before = configurator.output.read_text()
+    failing, _ = make(tmp_path, reload_fails=True)
+
+    with pytest.raises(NginxError, match=r"nginx reload failed .*No such process"):
+        failing.apply([WEB])
+
+    assert configurator.output.read_text() == before
