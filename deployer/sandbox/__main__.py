@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from deployer.sandbox.engine import EngineUnavailable, ensure_engine
+from deployer.sandbox.engine import SANDBOX_DIR, EngineUnavailable, ensure_engine
 
 
 def main(argv: list[str]) -> int:
@@ -13,7 +12,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("usage: python -m deployer.sandbox engine\n")
         return 2
     try:
-        how = ensure_engine(Path("/tmp/deployer-testbed/dockerd.log"))
+        how = ensure_engine(SANDBOX_DIR / "dockerd.log")
     except EngineUnavailable as err:
         sys.stderr.write(f"sandbox: {err}\n")
         return 1

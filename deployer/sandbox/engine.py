@@ -5,9 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
+# Where the sandbox keeps dockerd's log and other state that outlives one run.
+SANDBOX_DIR = Path(
+    os.environ.get("DEPLOYER_TESTBED_DIR") or Path(tempfile.gettempdir()) / "deployer-testbed"
+)
 DOCKERD_ARGV = ["dockerd", "--bridge=none", "--iptables=false", "--ip6tables=false"]
 
 

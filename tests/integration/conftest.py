@@ -26,10 +26,10 @@ from deployer.sandbox import (
     SandboxNginx,
     ensure_engine,
 )
+from deployer.sandbox.engine import SANDBOX_DIR
 from deployer.sandbox.net import port_is_free
 
 SESSION = uuid.uuid4().hex[:8]
-TESTBED_DIR = Path(os.environ.get("DEPLOYER_TESTBED_DIR", "/tmp/deployer-testbed"))
 # Host ports for test containers: below Linux's ephemeral range, a fresh block per test.
 _PORT_BLOCKS = itertools.count(20000 + (int(SESSION, 16) % 400) * 20, 20)
 
@@ -38,7 +38,7 @@ _PORT_BLOCKS = itertools.count(20000 + (int(SESSION, 16) % 400) * 20, 20)
 def engine() -> str:
     """A Docker engine that answers (started here when none does and we may)."""
     try:
-        return ensure_engine(TESTBED_DIR / "dockerd.log")
+        return ensure_engine(SANDBOX_DIR / "dockerd.log")
     except EngineUnavailable as err:
         if os.environ.get("DEPLOYER_REQUIRE_ENGINE") == "1":
             pytest.fail(f"DEPLOYER_REQUIRE_ENGINE=1 but no Docker engine: {err}")
