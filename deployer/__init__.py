@@ -1,1 +1,44 @@
-"""deployer: continuous deployment from registry push webhooks."""
+"""deployer: continuous deployment from registry push webhooks.
+
+create_app() wires config, store, backend, nginx and queue; nothing here touches the network or
+the Docker daemon (the docker client is built lazily, on first use).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+
+from flask import Flask
+
+from deployer import api
+from deployer.config import PROJECT_ROOT, Config
+from deployer.docker_backend import Backend, DockerBackend
+from deployer.health import Probe, http_probe
+from deployer.nginx import Runner, run_command
+from deployer.ports import port_is_free
+from deployer.runtime import Runtime
+
+
+def create_app(
+    config: Config,
+    *,
+    backend: Backend | None = None,
+    environ: Mapping[str, str] | None = None,
+    run: Runner = run_command,
+    probe: Probe = http_probe,
+    is_port_free: Callable[[int], bool] = port_is_free,
+) -> Flask:
+    """The Flask app with its Runtime in app.extensions['deployer'] (not started)."""
+    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"))
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["deployer"] = Runtime(
+        config,
+        backend or DockerBackend(),
+        os.environ if environ is None else environ,
+        run,
+        probe,
+        is_port_free,
+    )
+    api.register(app)
+    return app

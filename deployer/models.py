@@ -37,6 +37,12 @@ class ContainerInfo:
     health: str | None  # the image HEALTHCHECK's status, None when the image has none
     started_at: datetime | None
     restart_count: int = 0
+    exit_code: int | None = None
+
+    @property
+    def stopped(self) -> bool:
+        """True when the container exited, died or is crash-looping."""
+        return self.status in ("exited", "dead", "restarting") or self.restart_count > 0
 
     @property
     def short_id(self) -> str:

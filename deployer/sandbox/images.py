@@ -80,7 +80,7 @@ class ImageFactory:
         self.registry = registry
         self.namespace = namespace
         self.workdir = workdir
-        self._built: dict[tuple[str, str, AppBehaviour, float, bool], PushedImage] = {}
+        self._built: dict[tuple[str, str, AppBehaviour, float, bool, str], PushedImage] = {}
 
     def repository(self, name: str) -> str:
         """The full repository name (with registry host) for an app name."""
@@ -93,15 +93,22 @@ class ImageFactory:
         behaviour: AppBehaviour = AppBehaviour.SERVE,
         delay: float = 0.0,
         healthcheck: bool = False,
+        tag: str | None = None,
     ) -> PushedImage:
-        """Build `name:version` serving `version` at /version, push it, return its digest."""
-        key = (name, version, behaviour, delay, healthcheck)
+        """Build `name:tag` (tag defaults to version) serving `version` at /version, push it."""
+        key = (name, version, behaviour, delay, healthcheck, tag or version)
         if key not in self._built:
             self._built[key] = self._build_and_push(*key)
         return self._built[key]
 
     def _build_and_push(
-        self, name: str, version: str, behaviour: AppBehaviour, delay: float, healthcheck: bool
+        self,
+        name: str,
+        version: str,
+        behaviour: AppBehaviour,
+        delay: float,
+        healthcheck: bool,
+        tag: str,
     ) -> PushedImage:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.workdir) as context_dir:
@@ -115,13 +122,13 @@ class ImageFactory:
             hang.write_text("#!/bin/busybox sh\nsleep 3600\n")
             hang.chmod(0o755)
             (context / "Dockerfile").write_text(make_dockerfile(behaviour, delay, healthcheck))
-            image = PushedImage(self.repository(name), version, "")
+            image = PushedImage(self.repository(name), tag, "")
             _docker("build", "-q", "-t", image.reference, str(context))
         output = _docker("push", image.reference)
         match = re.search(r"digest: (sha256:[0-9a-f]{64})", output)
         if match is None:
             raise RuntimeError(f"docker push {image.reference} printed no digest: {output}")
-        return PushedImage(image.repository, version, match.group(1))
+        return PushedImage(image.repository, tag, match.group(1))
 
     def remove_local(self, image: PushedImage) -> None:
         """Delete the local copy so that the next use is a real pull from the registry."""

@@ -7,6 +7,17 @@ import time
 import urllib.error
 import urllib.request
 
+from deployer.ports import port_is_free
+
+__all__ = [
+    "LOOPBACK",
+    "accepts_connections",
+    "free_port",
+    "http_get",
+    "port_is_free",
+    "wait_for_http",
+]
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -16,16 +27,6 @@ def free_port() -> int:
         sock.bind((LOOPBACK, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def port_is_free(port: int) -> bool:
-    """True when 127.0.0.1:port can be bound (no listener there)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError:
-            return False
-        return True
 
 
 def accepts_connections(port: int) -> bool:

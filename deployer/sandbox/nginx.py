@@ -56,15 +56,31 @@ def render_sandbox_conf(prefix: Path, upstreams: Path, listen: dict[str, int]) -
 class SandboxNginx:
     """nginx -p PREFIX -c PREFIX/nginx.conf, with argv lists to test and reload it."""
 
-    def __init__(self, prefix: Path, services: list[str], upstreams: Path | None = None) -> None:
-        self.prefix = prefix
-        self.conf = prefix / "nginx.conf"
-        self.upstreams = upstreams or prefix / "conf.d" / "deployer-upstreams.conf"
-        self.listen = {service: free_port() for service in services}
-        base = ["nginx", "-p", str(prefix), "-c", str(self.conf), "-e", str(prefix / "error.log")]
+    def __init__(
+        self,
+        prefix: Path,
+        services: list[str],
+        upstreams: Path | None = None,
+        listen: dict[str, int] | None = None,
+    ) -> None:
+        self.prefix = prefix.absolute()
+        self.conf = self.prefix / "nginx.conf"
+        self.upstreams = (
+            upstreams or self.prefix / "conf.d" / "deployer-upstreams.conf"
+        ).absolute()
+        self.listen = listen or {service: free_port() for service in services}
+        base = [
+            "nginx",
+            "-p",
+            str(self.prefix),
+            "-c",
+            str(self.conf),
+            "-e",
+            str(self.prefix / "error.log"),
+        ]
         self.test_argv = [*base, "-t", "-q"]
         self.reload_argv = [*base, "-s", "reload"]
-        self._process = SandboxProcess("nginx", base, prefix / "nginx.out")
+        self._process = SandboxProcess("nginx", base, self.prefix / "nginx.out")
 
     def url(self, service: str, path: str = "/") -> str:
         """The loopback URL that reaches `service` through nginx."""

@@ -1,0 +1,109 @@
+"""The HTTP surface: webhook intake, status, deployment history, health.
+
+Every error answers JSON. Request paths are never logged: the webhook token is in the path.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from deployer.errors import BadWebhook, QueueClosed
+from deployer.runtime import Runtime
+from deployer.status import deployment_json
+from deployer.webhooks import dockerhub, token_matches
+
+log = logging.getLogger(__name__)
+MAX_BODY = 1024 * 1024
+MAX_LIMIT = 500
+
+webhooks = Blueprint("webhooks", __name__)
+status = Blueprint("status", __name__)
+
+
+def runtime() -> Runtime:
+    found: Runtime = current_app.extensions["deployer"]
+    return found
+
+
+def error(status_code: int, message: str) -> tuple[Any, int]:
+    return jsonify({"error": message}), status_code
+
+
+@webhooks.post("/webhooks/dockerhub/<token>")
+def dockerhub_push(token: str) -> tuple[Any, int]:
+    """Docker Hub push: 202 with the queued deployments (or none, with the reason)."""
+    current = runtime()
+    if not current.webhook_token or not token_matches(token, current.webhook_token):
+        return error(403, "forbidden")
+    try:
+        event = dockerhub.parse(request.get_data(cache=False))
+    except BadWebhook as err:
+        return error(400, f"bad Docker Hub payload: {err}")
+    try:
+        queued = current.submit_push(event)
+    except QueueClosed as err:
+        return error(503, str(err))
+    body: dict[str, Any] = {
+        "deployments": [{"id": item.id, "service": item.service} for item in queued]
+    }
+    if not queued:
+        body["reason"] = f"no configured service follows {event.repository}:{event.tag}"
+    return jsonify(body), 202
+
+
+@status.get("/healthz")
+def healthz() -> tuple[Any, int]:
+    return jsonify({"status": "stopping" if runtime().stopping.is_set() else "ok"}), 200
+
+
+@status.get("/status")
+def service_status() -> Any:
+    return jsonify(runtime().status())
+
+
+@status.get("/deployments")
+def deployments() -> Any:
+    current = runtime()
+    service = request.args.get("service")
+    if service is not None and service not in current.config.services:
+        return error(404, f"no service named {service!r} is configured")
+    raw_limit = request.args.get("limit", "20")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        return error(
+            400, f"limit: expected a whole number from 1 to {MAX_LIMIT}, got {raw_limit!r}"
+        )
+    found = current.store.history(service, int(raw_limit))
+    return jsonify({"deployments": [deployment_json(item) for item in found]})
+
+
+@status.get("/deployments/<deployment_id>")
+def deployment(deployment_id: str) -> Any:
+    found = runtime().store.get(deployment_id)
+    if found is None:
+        return error(404, f"no deployment with id {deployment_id!r}")
+    return jsonify(deployment_json(found))
+
+
+def register(app: Flask) -> None:
+    """Blueprints plus JSON error handlers that never log the request path."""
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.register_blueprint(webhooks)
+    app.register_blueprint(status)
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException) -> tuple[Any, int]:
+        code = err.code or 500
+        if code == 413:
+            return error(413, f"request body is larger than {MAX_BODY} bytes")
+        return error(code, err.description or err.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(err: Exception) -> tuple[Any, int]:
+        log.error(
+            "internal error in endpoint %s: %s", request.endpoint, type(err).__name__, exc_info=err
+        )
+        return error(500, "internal error; see the deployer log")

@@ -1,0 +1,61 @@
+"""Which container serves each service now, and the nginx switch that changes it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from deployer.models import ContainerInfo, Upstream, utc_now
+
+
+@dataclass(frozen=True)
+class Serving:
+    """The container serving a service, and since when."""
+
+    container: ContainerInfo
+    since: datetime
+
+
+class Fleet:
+    """The serving container per service. Switches are serialised so renders never go stale."""
+
+    def __init__(self, services: Iterable[str]) -> None:
+        self._services = sorted(services)
+        self._serving: dict[str, Serving] = {}
+        self._lock = threading.RLock()
+
+    def serving(self, service: str) -> Serving | None:
+        with self._lock:
+            return self._serving.get(service)
+
+    def upstreams(self, replace: dict[str, ContainerInfo] | None = None) -> list[Upstream]:
+        """One upstream per configured service, with `replace` standing in for current ones."""
+        with self._lock:
+            current = {name: serving.container for name, serving in self._serving.items()}
+        current.update(replace or {})
+        return [_upstream(name, current.get(name)) for name in self._services]
+
+    def switch(
+        self,
+        service: str,
+        container: ContainerInfo,
+        apply: Callable[[Sequence[Upstream]], object],
+        since: datetime | None = None,
+    ) -> None:
+        """Apply the upstreams with `container` serving `service`; record it only on success."""
+        with self._lock:
+            apply(self.upstreams({service: container}))
+            self._serving[service] = Serving(container, since or utc_now())
+
+    def adopt(self, service: str, container: ContainerInfo, since: datetime) -> None:
+        """Record a container found running at start (nginx is re-rendered afterwards)."""
+        with self._lock:
+            self._serving[service] = Serving(container, since)
+
+
+def _upstream(service: str, container: ContainerInfo | None) -> Upstream:
+    if container is None:
+        return Upstream(service)
+    return Upstream(service, container.address, container.name, container.digest)

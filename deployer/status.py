@@ -1,0 +1,74 @@
+"""Pure builders of the JSON documents the API returns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from deployer.config import Config
+from deployer.fleet import Serving
+from deployer.models import Deployment, DeploymentState
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO-8601 UTC with a Z, or None."""
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def deployment_json(deployment: Deployment) -> dict[str, Any]:
+    """GET /deployments/<id>."""
+    return {
+        "id": deployment.id,
+        "service": deployment.service,
+        "state": deployment.state.value,
+        "trigger": deployment.trigger,
+        "image": f"{deployment.image}:{deployment.tag}",
+        "digest": deployment.digest,
+        "previous_digest": deployment.previous_digest,
+        "container": deployment.container,
+        "created_at": iso(deployment.created_at),
+        "started_at": iso(deployment.started_at),
+        "finished_at": iso(deployment.finished_at),
+        "steps": [
+            {
+                "name": step.name,
+                "state": step.state.value,
+                "started_at": iso(step.started_at),
+                "finished_at": iso(step.finished_at),
+                "detail": step.detail,
+            }
+            for step in deployment.steps
+        ],
+        "error": deployment.error,
+    }
+
+
+def service_status(
+    config: Config,
+    name: str,
+    serving: Serving | None,
+    running: Deployment | None,
+    last: Deployment | None,
+) -> dict[str, Any]:
+    """One entry of GET /status: what serves, and the state of the service's deployments."""
+    service = config.services[name]
+    last_finished_failed = (
+        last is not None and last.state is DeploymentState.FAILED and running is None
+    )
+    if running is not None:
+        state, since = "deploying", running.started_at
+    elif last_finished_failed and last is not None:
+        state, since = "failed", last.finished_at
+    elif serving is not None:
+        state, since = "running", serving.since
+    else:
+        state, since = "absent", None
+    return {
+        "image": f"{service.image}:{service.tag}",
+        "digest": serving.container.digest if serving else None,
+        "container": serving.container.name if serving else None,
+        "address": serving.container.address if serving else None,
+        "state": state,
+        "since": iso(since),
+        "last_deployment": deployment_json(last) if last else None,
+    }

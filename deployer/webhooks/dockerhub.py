@@ -1,0 +1,55 @@
+"""Docker Hub push webhooks: parse(body) -> PushEvent.
+
+Only `push_data.tag` and `repository.repo_name` are used; everything else (callback_url,
+images: null, pusher, ...) is accepted and ignored. The payload has no digest and no signature:
+it is a hint, and the deployment resolves the tag at the registry again.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from deployer.errors import BadWebhook
+from deployer.models import PushEvent
+
+SOURCE = "dockerhub"
+
+
+class _PushData(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    tag: str = Field(min_length=1, max_length=128)
+    pusher: str | None = None
+
+
+class _Repository(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    repo_name: str = Field(min_length=1, max_length=255, pattern=r"^[a-z0-9][a-z0-9._/-]*$")
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    push_data: _PushData
+    repository: _Repository
+
+
+def parse(body: bytes) -> PushEvent:
+    """The push described by a Docker Hub webhook body; BadWebhook names what is wrong."""
+    try:
+        data: Any = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadWebhook(f"body is not valid JSON: {err}") from None
+    try:
+        payload = _Payload.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(body)"
+        raise BadWebhook(f"{where}: {first['msg'].lower()}") from None
+    return PushEvent(
+        source=SOURCE,
+        repository=payload.repository.repo_name,
+        tag=payload.push_data.tag,
+        pusher=payload.push_data.pusher or "",
+    )
