@@ -1,0 +1,56 @@
+"""A restarted deployer adopts what runs, removes leftovers, and never duplicates a service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask
+
+from deployer.config import Config
+from deployer.containers import make_container_spec
+from deployer.models import DeploymentState
+from deployer.runtime import Runtime
+from tests.conftest import WEB_IMAGE
+from tests.fakes import FakeBackend
+from tests.unit.test_deploy import deploy
+
+V1 = "sha256:" + "1" * 64
+
+
+def test_restart_adopts_the_running_container_and_rerenders_nginx(
+    make_app: Callable[[Config], Flask], config: Config, backend: FakeBackend
+) -> None:
+    first: Runtime = make_app(config).extensions["deployer"]
+    backend.push(WEB_IMAGE, "latest", V1)
+    done = deploy(first)
+    first.stop(1)
+    first.nginx.output.unlink()
+
+    second: Runtime = make_app(config).extensions["deployer"]
+    report = second.start()
+
+    assert report[0] == f"web: adopted {done.container} ({V1}) on 127.0.0.1:18000"
+    assert second.fleet.serving("web").container.name == done.container  # type: ignore[union-attr]
+    assert "server 127.0.0.1:18000;" in second.nginx.output.read_text()
+    assert len(backend.running("web")) == 1
+    assert deploy(second).state is DeploymentState.SKIPPED
+
+
+def test_restart_removes_the_leftover_of_an_interrupted_deployment(
+    make_app: Callable[[Config], Flask], config: Config, backend: FakeBackend
+) -> None:
+    first: Runtime = make_app(config).extensions["deployer"]
+    backend.push(WEB_IMAGE, "latest", V1)
+    done = deploy(first)
+    leftover = backend.start(
+        make_container_spec(
+            "web", config.services["web"], V1, "crashed0001", 18005, config.instance
+        )
+    )
+    first.stop(1)
+
+    second: Runtime = make_app(config).extensions["deployer"]
+    second.start()
+
+    assert [c.name for c in backend.running("web")] == [done.container]
+    assert leftover.id not in backend.containers

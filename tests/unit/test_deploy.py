@@ -1,0 +1,161 @@
+"""The deployment state machine on a fake engine: outcomes, rollbacks, recorded steps."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployer.models import Deployment, DeploymentState
+from deployer.queue import new_deployment_id
+from deployer.runtime import Runtime
+from tests.conftest import WEB_IMAGE
+from tests.fakes import FakeBackend, FakeNginxCommands
+
+V1 = "sha256:" + "1" * 64
+V2 = "sha256:" + "2" * 64
+
+
+def deploy(runtime: Runtime, service: str = "web", tag: str = "latest") -> Deployment:
+    deployment = Deployment(
+        id=new_deployment_id(), service=service, trigger="test", image=WEB_IMAGE, tag=tag
+    )
+    runtime.store.save(deployment)
+    runtime.deployer.run(deployment)
+    found = runtime.store.get(deployment.id)
+    assert found is not None
+    return found
+
+
+def step_names(deployment: Deployment) -> list[tuple[str, str]]:
+    return [(step.name, step.state.value) for step in deployment.steps]
+
+
+def test_first_deployment_starts_the_container_and_points_nginx_at_it(
+    runtime: Runtime, backend: FakeBackend, nginx_commands: FakeNginxCommands
+) -> None:
+    backend.push(WEB_IMAGE, "latest", V1)
+
+    result = deploy(runtime)
+
+    assert result.state is DeploymentState.SUCCEEDED
+    assert step_names(result) == [
+        ("resolve", "succeeded"),
+        ("pull", "succeeded"),
+        ("start", "succeeded"),
+        ("healthy", "succeeded"),
+        ("nginx", "succeeded"),
+    ]
+    [container] = backend.running("web")
+    assert (container.digest, container.address) == (V1, "127.0.0.1:18000")
+    assert f"server {container.address};" in runtime.nginx.output.read_text()
+    assert nginx_commands.reloads == 1
+    assert all(step.finished_at and step.finished_at >= step.started_at for step in result.steps)
+    assert result.digest == V1
+    assert result.previous_digest is None
+
+
+def test_new_release_replaces_the_old_container_after_the_switch(
+    runtime: Runtime, backend: FakeBackend
+) -> None:
+    backend.push(WEB_IMAGE, "latest", V1)
+    deploy(runtime)
+    backend.push(WEB_IMAGE, "latest", V2)
+
+    result = deploy(runtime)
+
+    assert result.state is DeploymentState.SUCCEEDED
+    assert [name for name, _ in step_names(result)][-3:] == ["nginx", "drain", "retire"]
+    [container] = backend.running("web")
+    assert (container.digest, container.address) == (V2, "127.0.0.1:18001")
+    assert "127.0.0.1:18001" in runtime.nginx.output.read_text()
+    assert result.previous_digest == V1
+
+
+def test_digest_already_running_is_skipped(runtime: Runtime, backend: FakeBackend) -> None:
+    backend.push(WEB_IMAGE, "latest", V1)
+    first = deploy(runtime)
+
+    again = deploy(runtime)
+
+    assert again.state is DeploymentState.SKIPPED
+    assert step_names(again) == [("resolve", "succeeded")]
+    assert "already runs it" in again.steps[0].detail
+    assert [c.name for c in backend.running("web")] == [first.container]
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "message"),
+    [
+        ("exit", "exited (status 3) before it was healthy; last log lines:\nfatal: cannot read"),
+        ("silent", "did not answer GET /healthz with 2xx within 0.3 s (last: ConnectionError)"),
+    ],
+)
+def test_release_that_never_gets_healthy_is_rolled_back(
+    runtime: Runtime, backend: FakeBackend, behaviour: str, message: str
+) -> None:
+    backend.push(WEB_IMAGE, "latest", V1)
+    good = deploy(runtime)
+    nginx_before = runtime.nginx.output.read_text()
+    backend.push(WEB_IMAGE, "latest", V2, behaviour=behaviour)
+
+    result = deploy(runtime)
+
+    assert result.state is DeploymentState.FAILED
+    assert result.error is not None
+    assert message in result.error
+    assert result.error.startswith(f"web (container web-{result.id}")
+    assert result.error.endswith(f"; {good.container} keeps serving")
+    assert step_names(result)[-1] == ("healthy", "failed")
+    assert [c.name for c in backend.running("web")] == [good.container]
+    assert runtime.nginx.output.read_text() == nginx_before
+
+
+def test_nginx_test_failure_restores_the_file_and_removes_the_new_container(
+    runtime: Runtime, backend: FakeBackend, nginx_commands: FakeNginxCommands
+) -> None:
+    backend.push(WEB_IMAGE, "latest", V1)
+    good = deploy(runtime)
+    nginx_before = runtime.nginx.output.read_text()
+    backend.push(WEB_IMAGE, "latest", V2)
+    nginx_commands.fail_test = True
+
+    result = deploy(runtime)
+
+    assert result.state is DeploymentState.FAILED
+    assert "nginx test failed" in (result.error or "")
+    assert "invalid parameter" in (result.error or "")
+    assert runtime.nginx.output.read_text() == nginx_before
+    assert [c.name for c in backend.running("web")] == [good.container]
+    assert runtime.fleet.serving("web").container.name == good.container  # type: ignore[union-attr]
+
+
+def test_unknown_tag_fails_at_resolve_naming_the_reference(runtime: Runtime) -> None:
+    result = deploy(runtime, tag="nope")
+
+    assert result.state is DeploymentState.FAILED
+    assert result.error == f"cannot resolve {WEB_IMAGE}:nope: not found"
+    assert step_names(result) == [("resolve", "failed")]
+
+
+def test_full_port_pool_fails_clearly(runtime: Runtime, backend: FakeBackend) -> None:
+    backend.push(WEB_IMAGE, "latest", V1)
+    runtime.deployer.is_port_free = lambda port: False
+
+    result = deploy(runtime)
+
+    assert result.state is DeploymentState.FAILED
+    assert result.error == (
+        "no free port for web in 18000-18009: all are used by containers or other programs; "
+        "widen `ports`"
+    )
+
+
+def test_stop_before_the_switch_rolls_back(runtime: Runtime, backend: FakeBackend) -> None:
+    backend.push(WEB_IMAGE, "latest", V1)
+    runtime.stopping.set()
+
+    result = deploy(runtime)
+
+    assert result.state is DeploymentState.FAILED
+    assert "deployer is stopping" in (result.error or "")
+    assert backend.running("web") == []
+    assert not runtime.nginx.output.exists()

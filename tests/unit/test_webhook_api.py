@@ -1,0 +1,142 @@
+"""POST /webhooks/dockerhub/<token>: every answer of the contract."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from deployer.runtime import Runtime
+from tests.conftest import TOKEN
+
+PAYLOAD: dict[str, Any] = json.loads(Path("tests/payloads/dockerhub_push.json").read_text())
+URL = f"/webhooks/dockerhub/{TOKEN}"
+
+
+def with_changes(**changes: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads(json.dumps(PAYLOAD))
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        target = payload
+        for parent in parents:
+            target = target[parent]
+        if value is None:
+            del target[last]
+        else:
+            target[last] = value
+    return payload
+
+
+def test_push_for_a_followed_repository_queues_a_deployment(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    answer = client.post(URL, json=PAYLOAD)
+
+    assert answer.status_code == 202
+    [queued] = answer.json["deployments"]  # type: ignore[index]
+    assert queued["service"] == "web"
+    stored = runtime.store.get(queued["id"])
+    assert stored is not None
+    assert (stored.state, stored.tag, stored.trigger) == (
+        "queued",
+        "latest",
+        "dockerhub push acme/web:latest",
+    )
+
+
+def test_push_nobody_follows_is_accepted_with_a_reason(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    answer = client.post(URL, json=with_changes(push_data__tag="dev"))
+
+    assert answer.status_code == 202
+    assert answer.json == {
+        "deployments": [],
+        "reason": "no configured service follows acme/web:dev",
+    }
+    assert runtime.store.history() == []
+
+
+def test_wrong_token_is_forbidden_without_detail(client: FlaskClient, runtime: Runtime) -> None:
+    answer = client.post("/webhooks/dockerhub/wrong-token-0123456789", json=PAYLOAD)
+
+    assert answer.status_code == 403
+    assert answer.json == {"error": "forbidden"}
+    assert runtime.store.history() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", "body is not valid JSON"),
+        (b"[]", "(body): input should be a valid dictionary"),
+        (json.dumps(with_changes(push_data=None)).encode(), "push_data: field required"),
+        (json.dumps(with_changes(push_data__tag=None)).encode(), "push_data.tag: field required"),
+        (
+            json.dumps(with_changes(push_data__tag=7)).encode(),
+            "push_data.tag: input should be a valid string",
+        ),
+        (
+            json.dumps(with_changes(repository__repo_name=None)).encode(),
+            "repository.repo_name: field required",
+        ),
+        (
+            json.dumps(with_changes(repository__repo_name="Acme/../x y")).encode(),
+            "repository.repo_name: string should match pattern",
+        ),
+        (b"\xff\xfe", "body is not valid JSON"),
+    ],
+)
+def test_malformed_payloads_get_400_naming_the_problem(
+    client: FlaskClient, runtime: Runtime, body: bytes, reason: str
+) -> None:
+    answer = client.post(URL, data=body, content_type="application/json")
+
+    assert answer.status_code == 400
+    assert reason in answer.json["error"]  # type: ignore[index]
+    assert runtime.store.history() == []
+
+
+def test_extra_fields_and_null_images_are_ignored(client: FlaskClient) -> None:
+    payload = with_changes(push_data__images=None, push_data__extra={"x": 1}, surprise=True)
+
+    assert client.post(URL, json=payload).status_code == 202
+
+
+def test_body_over_one_mebibyte_is_413(client: FlaskClient) -> None:
+    answer = client.post(URL, data=b"x" * (1024 * 1024 + 1), content_type="application/json")
+
+    assert answer.status_code == 413
+    assert "larger than 1048576 bytes" in answer.json["error"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("method", ["get", "put", "delete", "patch"])
+def test_other_methods_are_405(client: FlaskClient, method: str) -> None:
+    answer = getattr(client, method)(URL)
+
+    assert answer.status_code == 405
+    assert "error" in answer.json
+
+
+def test_token_never_reaches_the_log(client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    client.post(URL, json=PAYLOAD)
+    client.post(URL, data=b"{", content_type="application/json")
+    client.get(URL)
+
+    assert caplog.records
+    assert TOKEN not in caplog.text
+
+
+def test_stopping_deployer_answers_503(client: FlaskClient, runtime: Runtime) -> None:
+    runtime.stopping.set()
+
+    answer = client.post(URL, json=PAYLOAD)
+
+    assert answer.status_code == 503
+    assert "stopping" in answer.json["error"]  # type: ignore[index]
