@@ -183,7 +183,7 @@ def _to_info(attrs: dict[str, Any]) -> ContainerInfo:
         health=health,
         started_at=_parse_time(state.get("StartedAt")),
         restart_count=int(attrs.get("RestartCount", 0) or 0),
-        exit_code=state.get("ExitCode") if state.get("Status") in ("exited", "dead") else None,
+        exit_code=state.get("ExitCode") if state.get("Status") != "running" else None,
     )
 
 

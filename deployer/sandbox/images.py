@@ -97,7 +97,8 @@ class ImageFactory:
     ) -> PushedImage:
         """Build `name:tag` (tag defaults to version) serving `version` at /version, push it."""
         key = (name, version, behaviour, delay, healthcheck, tag or version)
-        if key not in self._built:
+        # A moving tag (`latest`) may point elsewhere since the last push: push it every time.
+        if key not in self._built or tag is not None:
             self._built[key] = self._build_and_push(*key)
         return self._built[key]
 
