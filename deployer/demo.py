@@ -17,9 +17,9 @@ from typing import Any
 
 import requests
 
-from deployer.config import Config, load_config
+from deployer.config import load_config
 from deployer.sandbox import ImageFactory, LocalRegistry, SandboxNginx, ensure_engine
-from deployer.sandbox.engine import SANDBOX_DIR
+from deployer.sandbox.engine import SANDBOX_DIR, remove_instance_containers
 from deployer.sandbox.net import http_get, wait_for_http
 
 DEMO_DIR = Path("var/demo")
@@ -70,7 +70,7 @@ def run_demo(config_path: Path, exit_after: bool) -> int:
         stop(server)
         nginx.stop()
         registry.stop()
-        remove_demo_containers(config)
+        remove_instance_containers(config.instance)
 
 
 def deploy_and_report(base: str, token: str, repository: str, tag: str) -> None:
@@ -125,16 +125,3 @@ def stop(server: subprocess.Popen[bytes]) -> None:
             server.wait(15)
         except subprocess.TimeoutExpired:
             server.kill()
-
-
-def remove_demo_containers(config: Config) -> None:
-    listing = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=deployer.instance={config.instance}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if listing.stdout.split():
-        subprocess.run(
-            ["docker", "rm", "-f", *listing.stdout.split()], capture_output=True, check=False
-        )

@@ -61,3 +61,16 @@ def ensure_engine(log_path: Path, wait_seconds: float = 60.0) -> str:
             )
         time.sleep(0.5)
     raise EngineUnavailable(f"dockerd did not answer within {wait_seconds:g} s; see {log_path}")
+
+
+def remove_instance_containers(instance: str) -> None:
+    """docker rm -f every container labelled deployer.instance=instance."""
+    listing = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=deployer.instance={instance}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    ids = listing.stdout.split()
+    if ids:
+        subprocess.run(["docker", "rm", "-f", "-v", *ids], capture_output=True, check=False)

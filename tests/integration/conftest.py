@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from deployer.containers import LABEL_INSTANCE
 from deployer.sandbox import (
     EngineUnavailable,
     ImageFactory,
@@ -26,7 +24,7 @@ from deployer.sandbox import (
     SandboxNginx,
     ensure_engine,
 )
-from deployer.sandbox.engine import SANDBOX_DIR
+from deployer.sandbox.engine import SANDBOX_DIR, remove_instance_containers
 from deployer.sandbox.net import port_is_free
 
 SESSION = uuid.uuid4().hex[:8]
@@ -64,19 +62,6 @@ def instance(engine: str) -> Iterator[str]:
     name = f"test-{SESSION}-{uuid.uuid4().hex[:6]}"
     yield name
     remove_instance_containers(name)
-
-
-def remove_instance_containers(name: str) -> None:
-    """docker rm -f every container labelled with this instance."""
-    listing = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label={LABEL_INSTANCE}={name}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    ids = listing.stdout.split()
-    if ids:
-        subprocess.run(["docker", "rm", "-f", "-v", *ids], capture_output=True, check=False)
 
 
 @pytest.fixture
