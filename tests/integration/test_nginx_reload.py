@@ -73,6 +73,7 @@ def test_a_template_that_renders_invalid_config_leaves_the_previous_file_serving
     port = int(port_pool(2).split("-")[0])
     upstream = start_app(images, instance, port, "v1")
     configurator(nginx).apply([upstream])
+    wait_for_http(nginx.url("web", "/version"), timeout=5)  # reload is asynchronous
     before = nginx.upstreams.read_text()
     broken = tmp_path / "broken.conf.j2"
     broken.write_text("{% for u in upstreams %}upstream {{ u.service }} { server ; }{% endfor %}\n")
