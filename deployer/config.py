@@ -181,6 +181,8 @@ class NginxConfig(_Frozen):
     output: Path = Path("/etc/nginx/conf.d/deployer-upstreams.conf")
     test: list[str] = Field(default_factory=lambda: ["nginx", "-t"], min_length=1)
     reload: list[str] = Field(default_factory=lambda: ["nginx", "-s", "reload"], min_length=1)
+    pid_file: Path | None = None  # set: wait until nginx applied each reload (see nginx_workers)
+    reload_timeout: Seconds = 10.0
 
 
 class QueueConfig(_Frozen):

@@ -20,6 +20,7 @@ import jinja2
 from deployer.config import NginxConfig
 from deployer.errors import NginxError
 from deployer.models import Upstream
+from deployer.nginx_workers import snapshot, wait_for_reload
 
 log = logging.getLogger(__name__)
 COMMAND_TIMEOUT = 60.0
@@ -105,7 +106,7 @@ class NginxConfigurator:
             self._swap_in(text)
             try:
                 self._check(self.config.test, "test")
-                self._check(self.config.reload, "reload")
+                self._reload()
             except NginxError:
                 self._restore(previous)
                 raise
@@ -136,6 +137,16 @@ class NginxConfigurator:
         except OSError as err:
             temporary.unlink(missing_ok=True)
             raise NginxError(str(self.output), f"cannot write {self.output}: {err}") from err
+
+    def _reload(self) -> None:
+        """Run the reload command; with a pid file, wait until nginx applied it."""
+        pid_file = self.config.pid_file
+        if pid_file is None:
+            self._check(self.config.reload, "reload")
+            return
+        master, before = snapshot(pid_file)
+        self._check(self.config.reload, "reload")
+        wait_for_reload(master, before, self.config.reload_timeout)
 
     def _check(self, argv: Sequence[str], what: str) -> None:
         result = self._run(argv)

@@ -18,7 +18,7 @@ from deployer.sandbox.process import SandboxProcess
 NGINX_CONF = """\
 daemon off;
 worker_processes 1;
-pid {prefix}/nginx.pid;
+pid {pid_file};
 error_log {prefix}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
@@ -50,7 +50,9 @@ def render_sandbox_conf(prefix: Path, upstreams: Path, listen: dict[str, int]) -
         SERVER_BLOCK.format(address=f"{LOOPBACK}:{port}", service=service)
         for service, port in listen.items()
     )
-    return NGINX_CONF.format(prefix=prefix, upstreams=upstreams, servers=servers)
+    return NGINX_CONF.format(
+        prefix=prefix, pid_file=prefix / "nginx.pid", upstreams=upstreams, servers=servers
+    )
 
 
 class SandboxNginx:
@@ -65,6 +67,7 @@ class SandboxNginx:
     ) -> None:
         self.prefix = prefix.absolute()
         self.conf = self.prefix / "nginx.conf"
+        self.pid_file = self.prefix / "nginx.pid"
         self.upstreams = (
             upstreams or self.prefix / "conf.d" / "deployer-upstreams.conf"
         ).absolute()

@@ -16,10 +16,10 @@ from deployer import create_app
 from deployer.config import parse_config
 from deployer.demo import dockerhub_payload
 from deployer.docker_backend import DockerBackend
-from deployer.models import DeploymentState
+from deployer.models import Deployment, DeploymentState, Step
 from deployer.runtime import Runtime
 from deployer.sandbox import AppBehaviour, ImageFactory, SandboxNginx
-from deployer.sandbox.net import http_get, wait_for_http
+from deployer.sandbox.net import http_get
 
 pytestmark = pytest.mark.integration
 TOKEN = "integration-token-0123456789"
@@ -74,6 +74,7 @@ def make_bed(
                 "output": str(nginx.upstreams),
                 "test": nginx.test_argv,
                 "reload": nginx.reload_argv,
+                "pid_file": str(nginx.pid_file),
             },
             "services": {
                 name: {
@@ -108,6 +109,7 @@ class Load:
         self.ok = 0
         self.failures: list[str] = []
         self.versions: list[str] = []
+        self.answers: list[tuple[float, str]] = []  # (time.time() the request began, body)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run)
 
@@ -124,6 +126,7 @@ class Load:
         for _ in range(self.max_requests):
             if self._stop.is_set() or time.monotonic() > deadline:
                 return
+            began = time.time()
             try:
                 status, body = http_get(self.url, timeout=5)
             except OSError as err:
@@ -131,10 +134,15 @@ class Load:
                 continue
             if status == 200:
                 self.ok += 1
+                self.answers.append((began, body.strip()))
                 if not self.versions or self.versions[-1] != body.strip():
                     self.versions.append(body.strip())
             else:
                 self.failures.append(f"HTTP {status}")
+
+
+def step(deployment: Deployment, name: str) -> Step:
+    return next(item for item in deployment.steps if item.name == name)
 
 
 def test_v1_to_v2_under_continuous_load_drops_no_request(
@@ -144,9 +152,8 @@ def test_v1_to_v2_under_continuous_load_drops_no_request(
     bed.push("web", "v1", images)
     bed.wait_idle()
     assert bed.last("web").state is DeploymentState.SUCCEEDED
-    # `nginx -s reload` returns once the master is signalled; the placeholder's worker may
-    # answer a few more requests. A replacement is covered by the drain; a first deploy is not.
-    wait_for_http(bed.nginx.url("web", "/version"), timeout=5)
+    # nginx.pid_file is set: the nginx step waited until nginx applied the reload.
+    assert http_get(bed.nginx.url("web", "/version")) == (200, "v1\n")
 
     with Load(bed.nginx.url("web", "/version")) as load:
         time.sleep(0.5)
@@ -158,10 +165,16 @@ def test_v1_to_v2_under_continuous_load_drops_no_request(
     assert deployment.state is DeploymentState.SUCCEEDED, deployment.error
     assert load.failures == []
     assert load.ok > 100
-    # During the reload old and new nginx workers both accept for a moment: v1 and v2 mix.
+    # While nginx reloads, old and new workers both accept for a moment and v1/v2 mix; once
+    # the nginx step is done (it waited for the old workers to stop accepting), only v2.
     assert load.versions[0] == "v1"
     assert load.versions[-1] == "v2"
-    assert set(load.versions) == {"v1", "v2"}
+    switched_at = step(deployment, "nginx").finished_at
+    assert switched_at is not None
+    switched = switched_at.timestamp()
+    after = [body for began, body in load.answers if began > switched]
+    assert after
+    assert set(after) == {"v2"}
     assert [c.digest for c in bed.runtime.backend.list_managed(bed.runtime.config.instance)] == [
         deployment.digest
     ]
@@ -184,7 +197,7 @@ def test_bad_release_leaves_the_old_container_serving_and_nginx_unchanged(
     bed = make_bed(timeout=3)
     bed.push("web", "v1", images)
     bed.wait_idle()
-    wait_for_http(bed.nginx.url("web", "/version"), timeout=5)
+    assert http_get(bed.nginx.url("web", "/version")) == (200, "v1\n")
     nginx_before = bed.nginx.upstreams.read_text()
 
     bed.push("web", f"bad-{behaviour.value}", images, behaviour=behaviour)
@@ -242,8 +255,8 @@ def test_pushes_for_two_services_deploy_in_parallel(
     assert (web.state, api.state) == (DeploymentState.SUCCEEDED, DeploymentState.SUCCEEDED)
     assert web.started_at < api.finished_at
     assert api.started_at < web.finished_at
-    assert wait_for_http(bed.nginx.url("api", "/version"), timeout=5) == "v1\n"
-    assert wait_for_http(bed.nginx.url("web", "/version"), timeout=5) == "v1\n"
+    assert http_get(bed.nginx.url("api", "/version")) == (200, "v1\n")
+    assert http_get(bed.nginx.url("web", "/version")) == (200, "v1\n")
 
 
 def test_restarted_deployer_adopts_without_duplicating(
@@ -259,7 +272,7 @@ def test_restarted_deployer_adopts_without_duplicating(
     managed = second.runtime.backend.list_managed(second.runtime.config.instance)
     assert [c.name for c in managed] == [first.last("web").container]
     assert second.runtime.fleet.serving("web") is not None
-    assert wait_for_http(first.nginx.url("web", "/version"), timeout=5) == "v1\n"
+    assert http_get(first.nginx.url("web", "/version")) == (200, "v1\n")
     second.push("web", "v1", images)
     second.wait_idle()
     assert second.last("web").state is DeploymentState.SKIPPED

@@ -14,18 +14,22 @@ from deployer.errors import NginxError
 from deployer.models import Upstream
 from deployer.nginx import NginxConfigurator
 from deployer.sandbox import ImageFactory, SandboxNginx
-from deployer.sandbox.net import http_get, wait_for_http
+from deployer.sandbox.net import LOOPBACK, http_get, wait_for_http
 
 pytestmark = pytest.mark.integration
 
 
-def configurator(nginx: SandboxNginx, template: Path = DEFAULT_TEMPLATE) -> NginxConfigurator:
+def configurator(
+    nginx: SandboxNginx, template: Path = DEFAULT_TEMPLATE, reload_timeout: float = 10
+) -> NginxConfigurator:
     return NginxConfigurator(
         NginxConfig(
             template=template,
             output=nginx.upstreams,
             test=nginx.test_argv,
             reload=nginx.reload_argv,
+            pid_file=nginx.pid_file,
+            reload_timeout=reload_timeout,
         )
     )
 
@@ -59,7 +63,7 @@ def test_rendered_upstreams_pass_nginx_test_and_reload_routes_to_the_container(
 
     assert changed
     assert f"server 127.0.0.1:{port};" in nginx.upstreams.read_text()
-    assert wait_for_http(nginx.url("web", "/version"), timeout=5) == "v1\n"
+    assert http_get(nginx.url("web", "/version")) == (200, "v1\n")  # reload already applied
 
 
 def test_a_template_that_renders_invalid_config_leaves_the_previous_file_serving(
@@ -73,7 +77,6 @@ def test_a_template_that_renders_invalid_config_leaves_the_previous_file_serving
     port = int(port_pool(2).split("-")[0])
     upstream = start_app(images, instance, port, "v1")
     configurator(nginx).apply([upstream])
-    wait_for_http(nginx.url("web", "/version"), timeout=5)  # reload is asynchronous
     before = nginx.upstreams.read_text()
     broken = tmp_path / "broken.conf.j2"
     broken.write_text("{% for u in upstreams %}upstream {{ u.service }} { server ; }{% endfor %}\n")
@@ -84,3 +87,30 @@ def test_a_template_that_renders_invalid_config_leaves_the_previous_file_serving
     assert "invalid number of arguments" in str(caught.value)
     assert nginx.upstreams.read_text() == before
     assert http_get(nginx.url("web", "/version")) == (200, "v1\n")
+
+
+def test_a_reload_nginx_rejects_after_a_passing_test_fails_the_step_and_restores(
+    images: ImageFactory,
+    instance: str,
+    port_pool: Callable[[int], str],
+    make_nginx: Callable[[list[str]], SandboxNginx],
+    tmp_path: Path,
+) -> None:
+    nginx = make_nginx(["web"])
+    port = int(port_pool(2).split("-")[0])
+    upstream = start_app(images, instance, port, "v1")
+    configurator(nginx).apply([upstream])
+    before = nginx.upstreams.read_text()
+    # `nginx -t` does not bind ports; the master does, at reload, and keeps its old workers
+    # when it cannot. Here the app container holds the port the new config wants.
+    binds_a_taken_port = tmp_path / "binds.conf.j2"
+    binds_a_taken_port.write_text(
+        DEFAULT_TEMPLATE.read_text() + f"server {{ listen {LOOPBACK}:{port}; return 204; }}\n"
+    )
+
+    with pytest.raises(NginxError, match=r"did not apply the reload within 1 s"):
+        configurator(nginx, binds_a_taken_port, reload_timeout=1).apply([upstream])
+
+    assert nginx.upstreams.read_text() == before
+    assert http_get(nginx.url("web", "/version")) == (200, "v1\n")
+    assert "bind() to 127.0.0.1:" in nginx.error_log()
