@@ -19,11 +19,12 @@ import jinja2
 
 from deployer.config import NginxConfig
 from deployer.errors import NginxError
-from deployer.models import Upstream
+from deployer.models import Upstream, utc_now
 from deployer.nginx_workers import snapshot, wait_for_reload
 
 log = logging.getLogger(__name__)
 COMMAND_TIMEOUT = 60.0
+KEEP_BACKUPS = 20
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,12 @@ def render_upstreams(template: jinja2.Template, upstreams: Sequence[Upstream]) -
 class NginxConfigurator:
     """Owns the upstream file: renders it, swaps it in transactionally, tests and reloads nginx."""
 
-    def __init__(self, config: NginxConfig, run: Runner = run_command) -> None:
+    def __init__(
+        self, config: NginxConfig, run: Runner = run_command, backups: Path | None = None
+    ) -> None:
         self.config = config
         self.output = config.output
+        self.backups = backups
         self._run = run
         self._lock = threading.Lock()
 
@@ -103,6 +107,8 @@ class NginxConfigurator:
             previous = self._read_current()
             if previous == text:
                 return False
+            if previous is not None:
+                self._back_up(previous)
             self._swap_in(text)
             try:
                 self._check(self.config.test, "test")
@@ -120,6 +126,22 @@ class NginxConfigurator:
             return None
         except OSError as err:
             raise NginxError(str(self.output), f"cannot read {self.output}: {err}") from err
+
+    def _back_up(self, previous: str) -> None:
+        """Keep the file being replaced in the backups folder (newest KEEP_BACKUPS kept)."""
+        if self.backups is None:
+            return
+        stamp = utc_now().strftime("%Y%m%dT%H%M%S.%fZ")
+        try:
+            self.backups.mkdir(parents=True, exist_ok=True)
+            (self.backups / f"{stamp}-{self.output.name}").write_text(previous)
+            for old in sorted(self.backups.glob(f"*-{self.output.name}"))[:-KEEP_BACKUPS]:
+                old.unlink()
+        except OSError as err:
+            raise NginxError(
+                str(self.backups),
+                f"cannot back up {self.output} into {self.backups}: {err}; nothing changed",
+            ) from err
 
     def _swap_in(self, text: str) -> None:
         temporary = self.output.with_name(f".{self.output.name}.deployer-new")

@@ -22,6 +22,7 @@ from deployer.store import Store
 
 log = logging.getLogger(__name__)
 DATABASE = "deployer.sqlite3"
+NGINX_BACKUPS = "nginx-backups"
 
 
 class Runtime:
@@ -40,7 +41,7 @@ class Runtime:
         self.webhook_token = environ.get(config.webhooks.token_env, "")
         self.store = Store(config.state_dir / DATABASE)
         self.backend = backend
-        self.nginx = NginxConfigurator(config.nginx, run)
+        self.nginx = NginxConfigurator(config.nginx, run, config.state_dir / NGINX_BACKUPS)
         self.fleet = Fleet(config.services)
         self.stopping = threading.Event()
         self.deployer = Deployer(

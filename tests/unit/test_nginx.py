@@ -130,3 +130,33 @@ def test_failed_reload_restores_previous_file(tmp_path: Path) -> None:
         failing.apply([WEB])
 
     assert configurator.output.read_text() == before
+
+
+def test_each_replaced_file_is_backed_up_and_old_backups_pruned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("deployer.nginx.KEEP_BACKUPS", 2)
+    configurator, _ = make(tmp_path)
+    configurator.backups = tmp_path / "state" / "nginx-backups"
+    texts = []
+    for port in range(18001, 18005):
+        configurator.apply([Upstream("web", f"127.0.0.1:{port}", "web-d1", DIGEST)])
+        texts.append(configurator.output.read_text())
+
+    backups = sorted(configurator.backups.iterdir())
+    assert [path.read_text() for path in backups] == texts[1:3]
+    assert all(path.name.endswith("-upstreams.conf") for path in backups)
+
+
+def test_a_backup_that_cannot_be_written_changes_nothing(tmp_path: Path) -> None:
+    configurator, nginx = make(tmp_path)
+    configurator.apply([Upstream("web")])
+    before = configurator.output.read_text()
+    configurator.backups = tmp_path / "not-a-folder"
+    configurator.backups.write_text("a file where the folder should be")
+
+    with pytest.raises(NginxError, match=r"cannot back up .*nothing changed"):
+        configurator.apply([WEB])
+
+    assert configurator.output.read_text() == before
+    assert len(nginx.reloaded_with) == 1
