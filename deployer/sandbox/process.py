@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 
 class SandboxProcess:
     """A child process with its combined output in log_path."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_path: Path,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.argv = argv
         self.log_path = log_path
+        self.environ = environ
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -20,7 +28,7 @@ class SandboxProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                self.argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL
+                self.argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.environ
             )
 
     def check_alive(self) -> None:
