@@ -8,9 +8,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
+from deployer import pages
+from deployer.admin import admin
 from deployer.errors import BadWebhook, QueueClosed
 from deployer.runtime import Runtime
 from deployer.status import deployment_json
@@ -37,16 +40,21 @@ def error(status_code: int, message: str) -> tuple[Any, int]:
 def dockerhub_push(token: str) -> tuple[Any, int]:
     """Docker Hub push: 202 with the queued deployments (or none, with the reason)."""
     current = runtime()
+    count = current.metrics.webhook
     if not current.webhook_token or not token_matches(token, current.webhook_token):
+        count(dockerhub.SOURCE, "bad_token")
         return error(403, "forbidden")
     try:
         event = dockerhub.parse(request.get_data(cache=False))
     except BadWebhook as err:
+        count(dockerhub.SOURCE, "bad_request")
         return error(400, f"bad Docker Hub payload: {err}")
     try:
         queued = current.submit_push(event)
     except QueueClosed as err:
+        count(dockerhub.SOURCE, "unavailable")
         return error(503, str(err))
+    count(dockerhub.SOURCE, "accepted" if queued else "ignored")
     body: dict[str, Any] = {
         "deployments": [{"id": item.id, "service": item.service} for item in queued]
     }
@@ -63,6 +71,11 @@ def healthz() -> tuple[Any, int]:
 @status.get("/status")
 def service_status() -> Any:
     return jsonify(runtime().status())
+
+
+@status.get("/metrics")
+def metrics() -> Response:
+    return Response(runtime().metrics.render(), content_type=CONTENT_TYPE_LATEST)
 
 
 @status.get("/deployments")
@@ -82,10 +95,23 @@ def deployments() -> Any:
 
 @status.get("/deployments/<deployment_id>")
 def deployment(deployment_id: str) -> Any:
+    """JSON, or the deployment's page when the client prefers HTML (a browser)."""
     found = runtime().store.get(deployment_id)
+    html = wants_html()
     if found is None:
+        if html:
+            return pages.not_found(f"No deployment with id {deployment_id!r}."), 404
         return error(404, f"no deployment with id {deployment_id!r}")
+    if html:
+        return pages.deployment_page(runtime(), found)
     return jsonify(deployment_json(found))
+
+
+def wants_html() -> bool:
+    if request.args.get("format") == "json":
+        return False
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
 
 
 def register(app: Flask) -> None:
@@ -93,11 +119,15 @@ def register(app: Flask) -> None:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.register_blueprint(webhooks)
     app.register_blueprint(status)
+    app.register_blueprint(admin)
+    app.register_blueprint(pages.pages)
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException) -> tuple[Any, int]:
         code = err.code or 500
         if code == 413:
+            if request.blueprint == "webhooks":
+                runtime().metrics.webhook(dockerhub.SOURCE, "too_large")
             return error(413, f"request body is larger than {MAX_BODY} bytes")
         return error(code, err.description or err.name)
 

@@ -10,10 +10,11 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -31,6 +32,8 @@ DEFAULT_TEMPLATE = PROJECT_ROOT / "templates" / "nginx" / "upstreams.conf.j2"
 DEFAULT_CONFIG_PATH = Path("config/deployer.yml")
 MIN_TOKEN_LENGTH = 16
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+DOCKER_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -48,6 +51,22 @@ def _seconds(value: Any) -> float:
 
 Seconds = Annotated[float, BeforeValidator(_seconds)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _env_name(value: str) -> str:
+    if not ENV_NAME.match(value):
+        raise PydanticCustomError(
+            "env_name", "expected an environment variable name, got {value}", {"value": repr(value)}
+        )
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+FinishedState = Literal["succeeded", "failed", "skipped", "superseded"]
+
+
+def _succeeded_and_failed() -> list[FinishedState]:
+    return ["succeeded", "failed"]
 
 
 class _Frozen(BaseModel):
@@ -118,7 +137,7 @@ class ServiceConfig(_Frozen):
 
     image: str
     repository: str = ""
-    tag: str = "latest"
+    tag: str = Field(default="latest", pattern=DOCKER_TAG)
     network: str = "host"
     ports: PortRange
     port: Port = 8080
@@ -126,6 +145,7 @@ class ServiceConfig(_Frozen):
     health: HealthConfig = HealthConfig()
     drain: Seconds = 5.0
     stop_timeout: Seconds = 10.0
+    keep_images: int = Field(default=3, ge=1)  # images kept per service for registry-free rollback
 
     @field_validator("image")
     @classmethod
@@ -162,18 +182,23 @@ class ServerConfig(_Frozen):
 
 
 class WebhooksConfig(_Frozen):
-    token_env: str = "DEPLOYER_TOKEN"  # noqa: S105 (the variable's name, not a secret)
+    token_env: EnvName = "DEPLOYER_TOKEN"  # noqa: S105 (the variable's name, not a secret)
 
-    @field_validator("token_env")
-    @classmethod
-    def _env_name(cls, value: str) -> str:
-        if not ENV_NAME.match(value):
-            raise PydanticCustomError(
-                "env_name",
-                "expected an environment variable name, got {value}",
-                {"value": repr(value)},
-            )
-        return value
+
+class AdminConfig(_Frozen):
+    """The admin API (manual deploy, rollback); off until the token variable is set."""
+
+    token_env: EnvName = "DEPLOYER_ADMIN_TOKEN"  # noqa: S105 (the variable's name)
+
+
+class NotifyTarget(_Frozen):
+    """Where to announce finished deployments. `${VAR}` in url is read from the environment."""
+
+    url: str
+    format: Literal["json", "slack"] = "json"
+    on: list[FinishedState] = Field(default_factory=_succeeded_and_failed, min_length=1)
+    timeout: Seconds = 5.0
+    attempts: int = Field(default=3, ge=1, le=10)
 
 
 class NginxConfig(_Frozen):
@@ -198,6 +223,8 @@ class Config(_Frozen):
     webhooks: WebhooksConfig = WebhooksConfig()
     nginx: NginxConfig = NginxConfig()
     queue: QueueConfig = QueueConfig()
+    admin: AdminConfig = AdminConfig()
+    notify: list[NotifyTarget] = Field(default_factory=list)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
 
     @field_validator("instance")
@@ -221,9 +248,15 @@ def repository_of(image: str) -> str:
 
 
 def parse_config(
-    data: Any, source: str = "config", environ: Mapping[str, str] | None = None
+    data: Any,
+    source: str = "config",
+    environ: Mapping[str, str] | None = None,
+    require_secrets: bool = True,
 ) -> Config:
-    """Validate a loaded YAML document; raise ConfigError listing every problem."""
+    """Validate a loaded YAML document; raise ConfigError listing every problem.
+
+    require_secrets=False is for the client commands, which only need `server`.
+    """
     environ = os.environ if environ is None else environ
     if data is None:
         data = {}
@@ -235,16 +268,20 @@ def parse_config(
         config = Config.model_validate(data)
     except ValidationError as err:
         problems.extend(_format_error(error) for error in err.errors())
-        problems.extend(_secret_checks(data, environ))
+        if require_secrets:
+            problems.extend(_secret_checks(data, environ))
         raise ConfigError(source, problems) from None
     problems.extend(_cross_checks(config))
-    problems.extend(_secret_checks(data, environ))
+    if require_secrets:
+        problems.extend(_secret_checks(data, environ))
     if problems:
         raise ConfigError(source, problems)
     return config
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: Path, environ: Mapping[str, str] | None = None, require_secrets: bool = True
+) -> Config:
     """Read and validate the YAML file at path."""
     try:
         text = path.read_text()
@@ -256,7 +293,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         where = getattr(err, "problem_mark", None)
         line = f"line {where.line + 1}: " if where is not None else ""
         raise ConfigError(str(path), [f"(yaml): {line}{getattr(err, 'problem', err)}"]) from None
-    return parse_config(data, str(path), environ)
+    return parse_config(data, str(path), environ, require_secrets)
 
 
 def resolve_config_path(cli_value: str | None, environ: Mapping[str, str]) -> Path:
@@ -306,21 +343,47 @@ def _cross_checks(config: Config) -> list[str]:
 
 
 def _secret_checks(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
-    webhooks = data.get("webhooks")
-    name = webhooks.get("token_env") if isinstance(webhooks, dict) else None
-    if name is None:
-        name = WebhooksConfig().token_env
+    problems = _token_check(data, "webhooks", WebhooksConfig().token_env, environ, required=True)
+    problems += _token_check(data, "admin", AdminConfig().token_env, environ, required=False)
+    targets = data.get("notify")
+    for index, target in enumerate(targets if isinstance(targets, list) else []):
+        url = target.get("url") if isinstance(target, dict) else None
+        for name in ENV_REFERENCE.findall(url if isinstance(url, str) else ""):
+            if not environ.get(name):
+                problems.append(f"notify.{index}.url: environment variable {name} is not set")
+    return problems
+
+
+def _token_check(
+    data: dict[str, Any], section: str, default: str, environ: Mapping[str, str], required: bool
+) -> list[str]:
+    block = data.get(section)
+    name = block.get("token_env", default) if isinstance(block, dict) else default
     if not isinstance(name, str) or not ENV_NAME.match(name):
         return []  # reported by the schema already
     token = environ.get(name, "")
     if not token:
-        return [f"webhooks.token_env: environment variable {name} is not set (the webhook secret)"]
+        what = {"webhooks": "the webhook secret", "admin": "the admin API token"}[section]
+        return [f"{section}.token_env: environment variable {name} is not set ({what})"] * required
     if len(token) < MIN_TOKEN_LENGTH:
         return [
-            f"webhooks.token_env: {name} is {len(token)} characters; "
+            f"{section}.token_env: {name} is {len(token)} characters; "
             f"use a random token of at least {MIN_TOKEN_LENGTH}"
         ]
     return []
+
+
+def expand_environment(text: str, environ: Mapping[str, str]) -> str:
+    """Replace each `${VAR}` in text with its value from environ (checked at load)."""
+    return ENV_REFERENCE.sub(lambda match: environ.get(match.group(1), ""), text)
+
+
+def secret_values(config: Config, environ: Mapping[str, str]) -> list[str]:
+    """Every secret the config points at, for the log filter: tokens, notify URL variables."""
+    names = [config.webhooks.token_env, config.admin.token_env]
+    for target in config.notify:
+        names += ENV_REFERENCE.findall(target.url)
+    return [environ[name] for name in names if environ.get(name)]
 
 
 _FRIENDLY = {

@@ -21,6 +21,7 @@ from deployer.docker_backend import Backend
 from deployer.errors import DeployerError, DeploymentCancelled, DockerError, NoFreePort
 from deployer.fleet import Fleet, Serving
 from deployer.health import Probe, http_probe, wait_until_healthy
+from deployer.logs import about
 from deployer.models import ContainerInfo, Deployment, DeploymentState, Step, StepState, utc_now
 from deployer.nginx import NginxConfigurator
 from deployer.ports import pick_port, port_is_free
@@ -50,8 +51,10 @@ class Deployer:
         stopping: threading.Event,
         probe: Probe = http_probe,
         is_port_free: Callable[[int], bool] = port_is_free,
+        on_finished: Callable[[Deployment], None] = lambda deployment: None,
     ) -> None:
         self.config = config
+        self.on_finished = on_finished
         self.backend = backend
         self.nginx = nginx
         self.store = store
@@ -83,7 +86,9 @@ class Deployer:
             deployment.service,
             deployment.state,
             f": {deployment.error}" if deployment.error else "",
+            extra=about(deployment),
         )
+        self.on_finished(deployment)
 
     def _deploy(self, deployment: Deployment, attempt: _Attempt) -> DeploymentState:
         name = deployment.service
@@ -103,8 +108,11 @@ class Deployer:
                 deployment.container = old.container.name
                 return DeploymentState.SKIPPED
         with self._step(deployment, "pull") as step:
-            self.backend.pull(service.image, digest)
-            step.detail = f"pulled {service.image}@{digest}"
+            if self.backend.has_image(service.image, digest):
+                step.detail = f"{service.image}@{digest} is on the engine already"
+            else:
+                self.backend.pull(service.image, digest)
+                step.detail = f"pulled {service.image}@{digest}"
         with self._step(deployment, "start") as step:
             container = self._start(deployment, service, digest)
             attempt.container = container
@@ -190,3 +198,13 @@ class Deployer:
             if step.state is StepState.RUNNING:
                 step.state = StepState.SUCCEEDED
             self.store.save(deployment)
+            log.info(
+                "deployment %s of %s: %s %s in %.2f s: %s",
+                deployment.id,
+                deployment.service,
+                step.name,
+                step.state,
+                (step.finished_at - step.started_at).total_seconds(),
+                step.detail.splitlines()[0] if step.detail else "",
+                extra=about(deployment),
+            )

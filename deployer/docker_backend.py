@@ -38,6 +38,8 @@ class Backend(Protocol):
 
     def resolve(self, image: str, tag: str) -> str: ...
     def pull(self, image: str, digest: str) -> None: ...
+    def has_image(self, image: str, digest: str) -> bool: ...
+    def remove_image(self, image: str, digest: str) -> None: ...
     def start(self, spec: ContainerSpec) -> ContainerInfo: ...
     def inspect(self, container_id: str) -> ContainerInfo: ...
     def logs(self, container_id: str, tail: int = 20) -> str: ...
@@ -86,6 +88,27 @@ class DockerBackend:
             self.client.images.get(reference)
         except ENGINE_ERRORS as err:
             raise RegistryError(reference, f"pull of {reference} failed: {_why(err)}") from err
+
+    def has_image(self, image: str, digest: str) -> bool:
+        """True when image@digest is on the engine already (content-addressed: no pull needed)."""
+        reference = f"{image}@{digest}"
+        try:
+            self.client.images.get(reference)
+        except docker.errors.ImageNotFound:
+            return False
+        except ENGINE_ERRORS as err:
+            raise DockerError(f"cannot look up image {reference}: {_why(err)}") from err
+        return True
+
+    def remove_image(self, image: str, digest: str) -> None:
+        """Remove image@digest from the engine; gone already is fine, in use is an error."""
+        reference = f"{image}@{digest}"
+        try:
+            self.client.images.remove(reference)
+        except docker.errors.ImageNotFound:
+            return
+        except ENGINE_ERRORS as err:
+            raise DockerError(f"cannot remove image {reference}: {_why(err)}") from err
 
     def start(self, spec: ContainerSpec) -> ContainerInfo:
         """Create and start a container from spec."""

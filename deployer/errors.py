@@ -10,7 +10,8 @@ DeployerError
 ├── HealthCheckFailed      a new container did not become healthy in time
 ├── NginxError             rendering, testing or reloading the nginx config failed
 ├── NoFreePort             every port of a service's pool is taken
-└── DeploymentCancelled    the deployer is stopping; the deployment was rolled back
+├── DeploymentCancelled    the deployer is stopping; the deployment was rolled back
+└── NothingToRollBack      a rollback has no target (no earlier succeeded deployment)
 """
 
 from __future__ import annotations
@@ -86,3 +87,7 @@ class NoFreePort(DeployerError):
 
 class DeploymentCancelled(DeployerError):
     """The deployer is stopping; the half-done deployment was rolled back."""
+
+
+class NothingToRollBack(DeployerError):
+    """A rollback was asked for but there is no other succeeded digest to go back to."""

@@ -1,11 +1,28 @@
-"""Logging for the service: one line per event, secrets redacted from every record."""
+"""Logging for the service: one line per event, secrets redacted from every record.
+
+`text` (default): `time level logger: message`. `json`: one object per line with `time`,
+`level`, `logger`, `message`, and `deployment` / `service` when the event is about one.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deployer.models import Deployment
 
 REDACTED = "[redacted]"
+FORMATS = ("text", "json")
+CONTEXT = ("deployment", "service")
+
+
+def about(deployment: Deployment) -> dict[str, str]:
+    """`extra=` for a log call about a deployment: its id and service as separate fields."""
+    return {"deployment": deployment.id, "service": deployment.service}
 
 
 class RedactSecrets(logging.Filter):
@@ -28,10 +45,33 @@ class RedactSecrets(logging.Filter):
         return text
 
 
-def configure_logging(secrets: Iterable[str], level: int = logging.INFO) -> None:
-    """Log to stderr as `time level logger: message`, with secrets redacted."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in CONTEXT:
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(
+    secrets: Iterable[str], level: int = logging.INFO, format: str = "text"
+) -> None:
+    """Log to stderr in `format` (text or json), with secrets redacted."""
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from deployer.errors import QueueClosed
+from deployer.logs import about
 from deployer.models import Deployment, DeploymentState, utc_now
 from deployer.store import Store
 
@@ -43,8 +44,10 @@ class DeployQueue:
         store: Store,
         coalesce: float,
         stopping: threading.Event,
+        on_finished: Callable[[Deployment], None] = lambda deployment: None,
     ) -> None:
         self._run = run
+        self._on_finished = on_finished
         self._store = store
         self._coalesce = coalesce
         self.stopping = stopping
@@ -85,7 +88,13 @@ class DeployQueue:
             self._waiting[service] = _Waiting(deployment, time.monotonic() + self._coalesce)
             self._changed.notify_all()
         log.info(
-            "deployment %s queued for %s (%s:%s, %s)", deployment.id, service, image, tag, trigger
+            "deployment %s of %s queued (%s:%s, %s)",
+            deployment.id,
+            service,
+            image,
+            tag,
+            trigger,
+            extra=about(deployment),
         )
         return deployment
 
@@ -132,7 +141,10 @@ class DeployQueue:
         old.error = f"superseded by deployment {new.id} ({new.image}:{new.tag}) before it started"
         old.finished_at = utc_now()
         self._store.save(old)
-        log.info("deployment %s for %s superseded by %s", old.id, old.service, new.id)
+        log.info(
+            "deployment %s of %s superseded by %s", old.id, old.service, new.id, extra=about(old)
+        )
+        self._on_finished(old)
 
     def _dispatch(self) -> None:
         with self._changed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -11,10 +12,14 @@ from deployer.adoption import adopt_running
 from deployer.config import Config
 from deployer.deploy import Deployer
 from deployer.docker_backend import Backend
-from deployer.fleet import Fleet
+from deployer.errors import DeployerError, NothingToRollBack
+from deployer.fleet import Fleet, Serving
 from deployer.health import Probe, http_probe
+from deployer.images import prune_images, rollback_target
+from deployer.metrics import Metrics
 from deployer.models import Deployment, DeploymentState, PushEvent
 from deployer.nginx import NginxConfigurator, Runner, run_command
+from deployer.notify import Notifier
 from deployer.ports import port_is_free
 from deployer.queue import DeployQueue
 from deployer.status import service_status
@@ -23,6 +28,7 @@ from deployer.store import Store
 log = logging.getLogger(__name__)
 DATABASE = "deployer.sqlite3"
 NGINX_BACKUPS = "nginx-backups"
+NOTIFY_FLUSH = 1.0  # seconds at stop to send queued notifications
 
 
 class Runtime:
@@ -39,16 +45,33 @@ class Runtime:
     ) -> None:
         self.config = config
         self.webhook_token = environ.get(config.webhooks.token_env, "")
+        self.admin_token = environ.get(config.admin.token_env, "")
         self.store = Store(config.state_dir / DATABASE)
         self.backend = backend
         self.nginx = NginxConfigurator(config.nginx, run, config.state_dir / NGINX_BACKUPS)
         self.fleet = Fleet(config.services)
         self.stopping = threading.Event()
+        self.notifier = Notifier(config.notify, environ)
         self.deployer = Deployer(
-            config, backend, self.nginx, self.store, self.fleet, self.stopping, probe, is_port_free
+            config,
+            backend,
+            self.nginx,
+            self.store,
+            self.fleet,
+            self.stopping,
+            probe,
+            is_port_free,
+            on_finished=self.deployment_finished,
         )
         self.queue = DeployQueue(
-            self.deployer.run, self.store, config.queue.coalesce, self.stopping
+            self.deployer.run,
+            self.store,
+            config.queue.coalesce,
+            self.stopping,
+            on_finished=self.deployment_finished,
+        )
+        self.metrics = Metrics(
+            self.fleet, config.services, lambda name: self.queue.running(name) is not None
         )
 
     def start(self) -> list[str]:
@@ -63,10 +86,45 @@ class Runtime:
 
     def stop(self, timeout: float) -> bool:
         """Take no new work and let running deployments finish or roll back within timeout."""
+        began = time.monotonic()
         finished = self.queue.stop(timeout)
         if not finished:
             log.error("a deployment did not finish within %g s of the stop request", timeout)
+        self.notifier.stop(max(0.0, min(NOTIFY_FLUSH, timeout - (time.monotonic() - began))))
         return finished
+
+    def deployment_finished(self, deployment: Deployment) -> None:
+        """Every finished deployment: metrics, notifications, and image pruning on success."""
+        self.metrics.deployment_finished(deployment)
+        self.notifier.deployment_finished(deployment)
+        service = self.config.services.get(deployment.service)
+        if deployment.state is DeploymentState.SUCCEEDED and service is not None:
+            try:
+                prune_images(
+                    self.backend, self.store, deployment.service, service.image, service.keep_images
+                )
+            except DeployerError as err:
+                log.warning("%s: image pruning skipped: %s", deployment.service, err)
+
+    def deploy_now(self, service: str, tag: str | None, trigger: str) -> Deployment:
+        """Queue a deployment of service's image at tag (default: the tag it follows)."""
+        config = self.config.services[service]
+        return self.queue.submit(service, config.image, tag or config.tag, trigger)
+
+    def rollback(self, service: str, digest: str | None, trigger: str) -> Deployment:
+        """Queue a deployment of exactly `digest` (default: the previous succeeded one)."""
+        serving = self.fleet.serving(service)
+        current = serving.container.digest if serving else None
+        target = digest or rollback_target(self.store, service, current)
+        if target is None:
+            raise NothingToRollBack(
+                f"{service} has no earlier succeeded deployment to roll back to"
+                + (f" (it runs {current})" if current else "")
+            )
+        if target == current:
+            raise NothingToRollBack(f"{service} runs {target} already")
+        config = self.config.services[service]
+        return self.queue.submit(service, config.image, config.tag, trigger, digest=target)
 
     def followers(self, event: PushEvent) -> list[str]:
         """Names of the services that follow event's repository and tag."""
@@ -93,11 +151,25 @@ class Runtime:
         services = {}
         for name in self.config.services:
             history = self.store.history(name, limit=1)
+            serving = self.fleet.serving(name)
             services[name] = service_status(
                 self.config,
                 name,
-                self.fleet.serving(name),
+                serving,
                 self.queue.running(name),
                 history[0] if history else None,
+                self.health(serving),
             )
         return {"services": services}
+
+    def health(self, serving: Serving | None) -> str | None:
+        """The serving container's state now: healthy / unhealthy / starting / running / ..."""
+        if serving is None:
+            return None
+        try:
+            info = self.backend.inspect(serving.container.id)
+        except DeployerError as err:
+            return f"unknown ({err})"
+        if info.stopped:
+            return f"{info.status} (exit code {info.exit_code})"
+        return info.health or info.status

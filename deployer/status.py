@@ -15,6 +15,13 @@ def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
+def seconds(start: datetime | None, end: datetime | None) -> float | None:
+    """end - start in seconds (3 decimals), or None when either is missing."""
+    if start is None or end is None:
+        return None
+    return round((end - start).total_seconds(), 3)
+
+
 def deployment_json(deployment: Deployment) -> dict[str, Any]:
     """GET /deployments/<id>."""
     return {
@@ -29,12 +36,14 @@ def deployment_json(deployment: Deployment) -> dict[str, Any]:
         "created_at": iso(deployment.created_at),
         "started_at": iso(deployment.started_at),
         "finished_at": iso(deployment.finished_at),
+        "duration_seconds": seconds(deployment.started_at, deployment.finished_at),
         "steps": [
             {
                 "name": step.name,
                 "state": step.state.value,
                 "started_at": iso(step.started_at),
                 "finished_at": iso(step.finished_at),
+                "duration_seconds": seconds(step.started_at, step.finished_at),
                 "detail": step.detail,
             }
             for step in deployment.steps
@@ -49,6 +58,7 @@ def service_status(
     serving: Serving | None,
     running: Deployment | None,
     last: Deployment | None,
+    health: str | None = None,
 ) -> dict[str, Any]:
     """One entry of GET /status: what serves, and the state of the service's deployments."""
     service = config.services[name]
@@ -69,6 +79,7 @@ def service_status(
         "container": serving.container.name if serving else None,
         "address": serving.container.address if serving else None,
         "state": state,
+        "health": health,
         "since": iso(since),
         "last_deployment": deployment_json(last) if last else None,
     }

@@ -10,7 +10,7 @@ from pathlib import Path
 import requests
 
 from deployer.containers import ContainerSpec
-from deployer.errors import ContainerError, RegistryError
+from deployer.errors import ContainerError, DockerError, RegistryError
 from deployer.models import ContainerInfo, utc_now
 from deployer.nginx import CommandResult
 
@@ -43,6 +43,14 @@ class FakeBackend:
         if digest not in self.behaviour:
             raise RegistryError(f"{image}@{digest}", f"pull of {image}@{digest} failed: unknown")
         self.pulled.add(digest)
+
+    def has_image(self, image: str, digest: str) -> bool:
+        return digest in self.pulled
+
+    def remove_image(self, image: str, digest: str) -> None:
+        if any(container.digest == digest for container in self.containers.values()):
+            raise DockerError(f"cannot remove image {image}@{digest}: in use by a container")
+        self.pulled.discard(digest)
 
     def start(self, spec: ContainerSpec) -> ContainerInfo:
         digest = spec.labels["deployer.digest"]

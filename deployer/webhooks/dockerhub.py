@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from deployer.config import DOCKER_TAG
 from deployer.errors import BadWebhook
 from deployer.models import PushEvent
 
@@ -20,7 +21,7 @@ SOURCE = "dockerhub"
 
 class _PushData(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    tag: str = Field(min_length=1, max_length=128)
+    tag: str = Field(pattern=DOCKER_TAG)  # a Docker tag: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
     pusher: str | None = None
 
 

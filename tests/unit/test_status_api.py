@@ -36,6 +36,7 @@ def test_status_before_any_deployment_says_absent(client: FlaskClient, runtime: 
                 "container": None,
                 "address": None,
                 "state": "absent",
+                "health": None,
                 "since": None,
                 "last_deployment": None,
             }
@@ -59,6 +60,7 @@ def test_status_and_history_after_a_deployment(
         f"web-{deployment_id}",
     )
     assert web["since"].endswith("Z")
+    assert web["health"] == "running"  # the image has no HEALTHCHECK
     assert web["last_deployment"]["id"] == deployment_id
     detail = client.get(f"/deployments/{deployment_id}").json
     assert detail["state"] == "succeeded"  # type: ignore[index]

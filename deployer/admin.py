@@ -1,0 +1,122 @@
+"""The admin API: deploy now and roll back, behind `Authorization: Bearer <admin token>`.
+
+The token comes from the environment variable `admin.token_env` names; without it the API
+answers 503 saying how to turn it on. 401 without credentials, 403 for a wrong token (compared
+in constant time). Work goes through the same queue as webhooks: 202 with the deployment.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from deployer.config import DOCKER_TAG
+from deployer.errors import NothingToRollBack, QueueClosed
+from deployer.models import Deployment
+from deployer.runtime import Runtime
+from deployer.status import deployment_json
+from deployer.webhooks import token_matches
+
+admin = Blueprint("admin", __name__)
+DIGEST = r"^sha256:[0-9a-f]{64}$"
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class DeployRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tag: str | None = Field(default=None, pattern=DOCKER_TAG)
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    digest: str | None = Field(default=None, pattern=DIGEST)
+
+
+class BadRequest(Exception):
+    """The request body is not what the endpoint takes; the message says why."""
+
+
+def runtime() -> Runtime:
+    found: Runtime = current_app.extensions["deployer"]
+    return found
+
+
+def answer(status: int, message: str) -> tuple[Response, int]:
+    return jsonify({"error": message}), status
+
+
+@admin.before_request
+def authenticate() -> tuple[Response, int] | None:
+    """503 when the API is off, 401 without a bearer token, 403 with a wrong one."""
+    current = runtime()
+    if not current.admin_token:
+        return answer(
+            503,
+            f"admin API is disabled: set the environment variable "
+            f"{current.config.admin.token_env} (admin.token_env) for deployer serve",
+        )
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        response, status = answer(401, "send the admin token as `Authorization: Bearer <token>`")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="deployer admin"'
+        return response, status
+    if not token_matches(token.strip(), current.admin_token):
+        return answer(403, "wrong admin token")
+    return None
+
+
+def parse_body(model: type[Model]) -> Model:
+    """The JSON body as `model` (an empty body means all defaults); BadRequest names the field."""
+    raw = request.get_data(cache=False)
+    try:
+        data: Any = json.loads(raw) if raw.strip() else {}
+        return model.model_validate(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadRequest(f"body is not valid JSON: {err}") from None
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(body)"
+        raise BadRequest(f"{where}: {first['msg'].lower()}") from None
+
+
+def queued(deployment: Deployment) -> tuple[Response, int]:
+    return jsonify(deployment_json(deployment)), 202
+
+
+@admin.post("/services/<name>/deploy")
+def deploy(name: str) -> tuple[Response, int]:
+    """Resolve the tag (default: the one the service follows) and deploy it, through the queue."""
+    current = runtime()
+    if name not in current.config.services:
+        return answer(404, f"no service named {name!r} is configured")
+    try:
+        body = parse_body(DeployRequest)
+        tag = body.tag or current.config.services[name].tag
+        return queued(
+            current.deploy_now(name, tag, f"admin deploy {tag} from {request.remote_addr}")
+        )
+    except BadRequest as err:
+        return answer(400, str(err))
+    except QueueClosed as err:
+        return answer(503, str(err))
+
+
+@admin.post("/services/<name>/rollback")
+def rollback(name: str) -> tuple[Response, int]:
+    """Deploy exactly `digest` (default: the previous succeeded deployment's), recorded as usual."""
+    current = runtime()
+    if name not in current.config.services:
+        return answer(404, f"no service named {name!r} is configured")
+    try:
+        body = parse_body(RollbackRequest)
+        trigger = f"admin rollback from {request.remote_addr}"
+        return queued(current.rollback(name, body.digest, trigger))
+    except BadRequest as err:
+        return answer(400, str(err))
+    except NothingToRollBack as err:
+        return answer(409, str(err))
+    except QueueClosed as err:
+        return answer(503, str(err))

@@ -1,0 +1,118 @@
+"""Prometheus metrics, in a registry of the app's own (so several apps never share counters).
+
+deployer_deployments_total{service,state}         finished deployments
+deployer_deployment_duration_seconds{service}     histogram, started -> finished
+deployer_step_duration_seconds{step}              histogram, per recorded step
+deployer_webhooks_total{source,outcome}           accepted | ignored | bad_token | bad_request |
+                                                  too_large | unavailable
+deployer_service_digest_info{service,digest,container}   1 per serving container (at scrape)
+deployer_deployment_running{service}              1 while a deployment of service runs
+
+Labels are service names, step names, states and digests: never a token, URL or path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from deployer.fleet import Fleet
+from deployer.models import Deployment
+
+WEBHOOK_OUTCOMES = ("accepted", "ignored", "bad_token", "bad_request", "too_large", "unavailable")
+DEPLOYMENT_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class _Serving(Collector):
+    """Gauges read from the fleet and the queue at scrape time, so they are never stale."""
+
+    def __init__(self, fleet: Fleet, services: Iterable[str], running: Callable[[str], bool]):
+        self.fleet = fleet
+        self.services = list(services)
+        self.running = running
+
+    def collect(self) -> Iterator[Metric]:
+        digest = GaugeMetricFamily(
+            "deployer_service_digest_info",
+            "1 for the image digest and container serving each service",
+            labels=["service", "digest", "container"],
+        )
+        running = GaugeMetricFamily(
+            "deployer_deployment_running",
+            "1 while a deployment of the service runs",
+            labels=["service"],
+        )
+        for service in self.services:
+            serving = self.fleet.serving(service)
+            if serving is not None:
+                digest.add_metric([service, serving.container.digest, serving.container.name], 1)
+            running.add_metric([service], 1 if self.running(service) else 0)
+        yield digest
+        yield running
+
+
+class Metrics:
+    """The counters and histograms deployer updates, and the text GET /metrics answers."""
+
+    def __init__(
+        self, fleet: Fleet, services: Iterable[str], running: Callable[[str], bool]
+    ) -> None:
+        names = sorted(services)
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.deployments = Counter(
+            "deployer_deployments",
+            "Finished deployments by service and final state",
+            ["service", "state"],
+            registry=self.registry,
+        )
+        self.deployment_duration = Histogram(
+            "deployer_deployment_duration_seconds",
+            "Time from a deployment's start to its end (drain included)",
+            ["service"],
+            buckets=DEPLOYMENT_BUCKETS,
+            registry=self.registry,
+        )
+        self.step_duration = Histogram(
+            "deployer_step_duration_seconds",
+            "Duration of each deployment step",
+            ["step"],
+            buckets=STEP_BUCKETS,
+            registry=self.registry,
+        )
+        self.webhooks = Counter(
+            "deployer_webhooks",
+            "Webhook requests by source and outcome",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
+        self.registry.register(_Serving(fleet, names, running))
+        # Series exist from the start at 0, so `increase(...)` alerts see the first failure.
+        for service in names:
+            for state in ("succeeded", "failed"):
+                self.deployments.labels(service, state)
+        for outcome in WEBHOOK_OUTCOMES:
+            self.webhooks.labels("dockerhub", outcome)
+
+    def deployment_finished(self, deployment: Deployment) -> None:
+        """Count a finished deployment and observe its durations."""
+        self.deployments.labels(deployment.service, deployment.state.value).inc()
+        if deployment.started_at is not None and deployment.finished_at is not None:
+            self.deployment_duration.labels(deployment.service).observe(
+                (deployment.finished_at - deployment.started_at).total_seconds()
+            )
+        for step in deployment.steps:
+            if step.finished_at is not None:
+                self.step_duration.labels(step.name).observe(
+                    (step.finished_at - step.started_at).total_seconds()
+                )
+
+    def webhook(self, source: str, outcome: str) -> None:
+        self.webhooks.labels(source, outcome).inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        return generate_latest(self.registry)

@@ -1,0 +1,67 @@
+"""The HTML status page (GET /) and one deployment's page, from templates/ (autoescaped).
+
+The page refreshes itself every BUSY_REFRESH seconds while a deployment waits or runs, and
+every IDLE_REFRESH seconds otherwise. No script, no outside CSS: it works on an offline host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, render_template
+
+from deployer.models import Deployment, utc_now
+from deployer.runtime import Runtime
+from deployer.status import deployment_json, iso
+
+pages = Blueprint("pages", __name__)
+HISTORY = 5
+BUSY_REFRESH = 2
+IDLE_REFRESH = 30
+
+
+def runtime() -> Runtime:
+    found: Runtime = current_app.extensions["deployer"]
+    return found
+
+
+def status_cards(current: Runtime) -> list[dict[str, Any]]:
+    """One card per service: its status entry plus its last deployments."""
+    services = current.status()["services"]
+    return [
+        {
+            "name": name,
+            **entry,
+            "history": [deployment_json(item) for item in current.store.history(name, HISTORY)],
+        }
+        for name, entry in services.items()
+    ]
+
+
+def busy(deployments: list[dict[str, Any]]) -> bool:
+    return any(item["state"] in ("queued", "running") for item in deployments)
+
+
+@pages.get("/")
+def index() -> str:
+    """The status page."""
+    cards = status_cards(runtime())
+    waiting = busy([item for card in cards for item in card["history"]])
+    return render_template(
+        "status.html",
+        cards=cards,
+        refresh=BUSY_REFRESH if waiting else IDLE_REFRESH,
+        generated=iso(utc_now()),
+    )
+
+
+def deployment_page(current: Runtime, deployment: Deployment) -> str:
+    """One deployment in full; refreshes while it is not finished."""
+    item = deployment_json(deployment)
+    return render_template(
+        "deployment.html", item=item, refresh=BUSY_REFRESH if busy([item]) else None
+    )
+
+
+def not_found(message: str) -> str:
+    return render_template("not_found.html", message=message, refresh=None)
