@@ -1,8 +1,13 @@
-"""The `deployer` command: serve | check-config | render-nginx | demo."""
+"""The `deployer` command.
+
+Service side: serve | check-config | render-nginx | demo.
+Client side, over HTTP to a running deployer: status | history | deploy | rollback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -10,16 +15,24 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 import waitress
 
-from deployer import create_app
+from deployer import console, create_app
 from deployer.adoption import render_current
-from deployer.config import Config, load_config, resolve_config_path
+from deployer.client import DeployerClient
+from deployer.config import (
+    AdminConfig,
+    Config,
+    load_config,
+    resolve_config_path,
+    secret_values,
+)
 from deployer.demo import run_demo
 from deployer.docker_backend import DockerBackend
 from deployer.errors import ConfigError, DeployerError
-from deployer.logs import configure_logging
+from deployer.logs import FORMATS, configure_logging
 from deployer.nginx import NginxConfigurator
 from deployer.runtime import DATABASE
 from deployer.store import Store
@@ -48,13 +61,47 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="local sandbox: registry, nginx, deployer; push v1 then v2 and watch"
     )
     demo.add_argument("--exit", action="store_true", help="exit after the demo (for scripts)")
-    for command in (serve, check, render, demo):
+    serve.add_argument(
+        "--log-format", choices=FORMATS, default="text", help="text (default) or json lines"
+    )
+    clients = add_client_commands(commands)
+    for command in (serve, check, render, demo, *clients):
         command.add_argument(
             "--config",
             metavar="PATH",
             help="YAML config (default: $DEPLOYER_CONFIG, else config/deployer.yml)",
         )
     return parser
+
+
+def add_client_commands(commands: Any) -> list[argparse.ArgumentParser]:
+    """status | history | deploy | rollback: talk to a running deployer over HTTP."""
+    status = commands.add_parser("status", help="each service's state, as a table")
+    history = commands.add_parser("history", help="a service's deployments, newest first")
+    history.add_argument("service", metavar="SERVICE")
+    history.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    deploy = commands.add_parser("deploy", help="resolve and deploy a service's tag now (admin)")
+    deploy.add_argument("service", metavar="SERVICE")
+    deploy.add_argument("--tag", help="tag to deploy (default: the one the service follows)")
+    rollback = commands.add_parser(
+        "rollback", help="deploy the previous succeeded digest, or --to DIGEST (admin)"
+    )
+    rollback.add_argument("service", metavar="SERVICE")
+    rollback.add_argument("--to", metavar="DIGEST", help="sha256:... to deploy")
+    for command in (status, history):
+        command.add_argument("--json", action="store_true", help="print the JSON answer")
+    for command in (deploy, rollback):
+        command.add_argument(
+            "--wait", action="store_true", help="follow it step by step; exit 1 unless it succeeds"
+        )
+        command.add_argument(
+            "--json", action="store_true", help="print the JSON answer (the final one with --wait)"
+        )
+    for command in (status, history, deploy, rollback):
+        command.add_argument(
+            "--url", help="deployer's base URL (default: $DEPLOYER_URL, else the config's server)"
+        )
+    return [status, history, deploy, rollback]
 
 
 def load(args: argparse.Namespace) -> Config:
@@ -79,8 +126,7 @@ def render_nginx(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     config = load(args)
-    token = os.environ.get(config.webhooks.token_env, "")
-    configure_logging([token])
+    configure_logging(secret_values(config, os.environ), format=args.log_format)
     app = create_app(config)
     runtime = app.extensions["deployer"]
     for line in runtime.start():
@@ -109,11 +155,79 @@ def demo(args: argparse.Namespace) -> int:
     return run_demo(resolve_config_path(args.config, os.environ), exit_after=args.exit)
 
 
+def connect(args: argparse.Namespace) -> DeployerClient:
+    """A client for --url / $DEPLOYER_URL / the config's server, with the admin token."""
+    path = resolve_config_path(args.config, os.environ)
+    token_env = AdminConfig().token_env
+    url = args.url or os.environ.get("DEPLOYER_URL")
+    if not url or args.config:
+        config = load_config(path, os.environ, require_secrets=False)
+        token_env = config.admin.token_env
+        host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::") else config.server.host
+        url = url or f"http://{host}:{config.server.port}"
+    return DeployerClient(url, os.environ.get(token_env, ""), token_env)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def status(args: argparse.Namespace) -> int:
+    found = connect(args).status()
+    print_json(found) if args.json else sys.stdout.write(console.status_table(found))
+    return 0
+
+
+def history(args: argparse.Namespace) -> int:
+    found = connect(args).history(args.service, args.limit)
+    print_json(found) if args.json else sys.stdout.write(console.history_table(found))
+    return 0
+
+
+def deploy(args: argparse.Namespace) -> int:
+    client = connect(args)
+    return report(client, client.deploy(args.service, args.tag), args)
+
+
+def rollback(args: argparse.Namespace) -> int:
+    client = connect(args)
+    return report(client, client.rollback(args.service, args.to), args)
+
+
+def report(client: DeployerClient, queued: dict[str, Any], args: argparse.Namespace) -> int:
+    """Print the queued deployment, or with --wait follow it; exit 0 only when it succeeded."""
+    if not args.wait:
+        if args.json:
+            print_json(queued)
+        else:
+            sys.stdout.write(
+                f"deployment {queued['id']} of {queued['service']} queued; follow it with "
+                f"`deployer history {queued['service']}` or {client.base_url}/deployments/"
+                f"{queued['id']}\n"
+            )
+        return 0
+    progress = console.Progress()
+
+    def show(current: dict[str, Any]) -> None:
+        if not args.json:
+            for line in progress.lines(current):
+                sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    final = client.follow(queued["id"], show)
+    print_json(final) if args.json else sys.stdout.write(console.outcome(final))
+    return 0 if final["state"] in ("succeeded", "skipped") else EXIT_FAILURE
+
+
 COMMANDS = {
     "serve": serve,
     "check-config": check_config,
     "render-nginx": render_nginx,
     "demo": demo,
+    "status": status,
+    "history": history,
+    "deploy": deploy,
+    "rollback": rollback,
 }
 
 

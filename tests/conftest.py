@@ -16,11 +16,13 @@ from deployer.runtime import Runtime
 from tests.fakes import FakeBackend, FakeNginxCommands
 
 TOKEN = "test-token-0123456789abcdef"
+ADMIN_TOKEN = "admin-token-0123456789abcdef"
+ENVIRON = {"DEPLOYER_TOKEN": TOKEN, "DEPLOYER_ADMIN_TOKEN": ADMIN_TOKEN}
 WEB_IMAGE = "registry.example.com/acme/web"
 API_IMAGE = "registry.example.com/acme/api"
 
 
-def make_config(tmp_path: Path, **overrides: Any) -> Config:
+def make_config(tmp_path: Path, environ: dict[str, str] | None = None, **overrides: Any) -> Config:
     services = overrides.pop(
         "services",
         {
@@ -46,7 +48,7 @@ def make_config(tmp_path: Path, **overrides: Any) -> Config:
         "services": services,
         **overrides,
     }
-    return parse_config(data, environ={"DEPLOYER_TOKEN": TOKEN})
+    return parse_config(data, environ=ENVIRON if environ is None else environ)
 
 
 @pytest.fixture
@@ -67,14 +69,14 @@ def nginx_commands(config: Config) -> FakeNginxCommands:
 @pytest.fixture
 def make_app(
     backend: FakeBackend, nginx_commands: FakeNginxCommands
-) -> Iterator[Callable[[Config], Flask]]:
+) -> Iterator[Callable[..., Flask]]:
     built: list[Runtime] = []
 
-    def make(config: Config) -> Flask:
+    def make(config: Config, environ: dict[str, str] | None = None) -> Flask:
         app = create_app(
             config,
             backend=backend,
-            environ={"DEPLOYER_TOKEN": TOKEN},
+            environ=ENVIRON if environ is None else environ,
             run=nginx_commands,
             probe=backend.probe,
             is_port_free=lambda port: True,
@@ -89,7 +91,7 @@ def make_app(
 
 
 @pytest.fixture
-def app(make_app: Callable[[Config], Flask], config: Config) -> Flask:
+def app(make_app: Callable[..., Flask], config: Config) -> Flask:
     return make_app(config)
 
 

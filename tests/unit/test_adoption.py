@@ -18,7 +18,7 @@ V1 = "sha256:" + "1" * 64
 
 
 def test_restart_adopts_the_running_container_and_rerenders_nginx(
-    make_app: Callable[[Config], Flask], config: Config, backend: FakeBackend
+    make_app: Callable[..., Flask], config: Config, backend: FakeBackend
 ) -> None:
     first: Runtime = make_app(config).extensions["deployer"]
     backend.push(WEB_IMAGE, "latest", V1)
@@ -37,7 +37,7 @@ def test_restart_adopts_the_running_container_and_rerenders_nginx(
 
 
 def test_restart_removes_the_leftover_of_an_interrupted_deployment(
-    make_app: Callable[[Config], Flask], config: Config, backend: FakeBackend
+    make_app: Callable[..., Flask], config: Config, backend: FakeBackend
 ) -> None:
     first: Runtime = make_app(config).extensions["deployer"]
     backend.push(WEB_IMAGE, "latest", V1)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Iterator
 
 import pytest
 
-from deployer.logs import REDACTED, RedactSecrets
+from deployer.logs import REDACTED, JsonFormatter, RedactSecrets, about
+from deployer.models import Deployment
 
 SECRET = "s3cr3t-token-0123456789"
 
@@ -57,3 +59,31 @@ def test_secret_in_a_traceback_is_redacted(
 
 def test_an_empty_secret_redacts_nothing() -> None:
     assert RedactSecrets([""]).redact("plain text") == "plain text"
+
+
+def test_json_lines_carry_the_deployment_and_service_and_stay_redacted() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactSecrets([SECRET]))
+    logger = logging.getLogger("test.json")
+    logger.addHandler(handler)
+    logger.propagate = False
+    deployment = Deployment(id="d1", service="web", trigger="t", image="acme/web", tag="latest")
+    try:
+        logger.warning(
+            "deployment %s of %s failed: %s", "d1", "web", SECRET, extra=about(deployment)
+        )
+    finally:
+        logger.removeHandler(handler)
+
+    entry = json.loads(stream.getvalue())
+
+    assert entry["time"].endswith("Z")
+    assert {key: entry[key] for key in ("level", "logger", "message", "deployment", "service")} == {
+        "level": "warning",
+        "logger": "test.json",
+        "message": f"deployment d1 of web failed: {REDACTED}",
+        "deployment": "d1",
+        "service": "web",
+    }
