@@ -20,6 +20,15 @@ BUSY_REFRESH = 2
 IDLE_REFRESH = 30
 
 
+@pages.app_template_filter("when")
+def when(moment: str | None) -> str:
+    """`2026-11-24T02:17:01.848741Z` -> `2026-11-24 02:17:01 UTC` (the ISO value in full is
+    in the JSON API)."""
+    if not moment:
+        return "-"
+    return moment.replace("T", " ", 1).split(".")[0].removesuffix("Z") + " UTC"
+
+
 def runtime() -> Runtime:
     found: Runtime = current_app.extensions["deployer"]
     return found

@@ -23,6 +23,8 @@ from deployer.sandbox.net import http_get
 
 pytestmark = pytest.mark.integration
 TOKEN = "integration-token-0123456789"
+ADMIN_TOKEN = "integration-admin-0123456789"
+ENVIRON = {"DEPLOYER_TOKEN": TOKEN, "DEPLOYER_ADMIN_TOKEN": ADMIN_TOKEN}
 
 
 @dataclass
@@ -87,8 +89,8 @@ def make_bed(
                 for name in services
             },
         }
-        config = parse_config(data, environ={"DEPLOYER_TOKEN": TOKEN})
-        app = create_app(config, backend=DockerBackend(), environ={"DEPLOYER_TOKEN": TOKEN})
+        config = parse_config(data, environ=ENVIRON)
+        app = create_app(config, backend=DockerBackend(), environ=ENVIRON)
         runtime: Runtime = app.extensions["deployer"]
         runtime.start()
         runtimes.append(runtime)
@@ -276,3 +278,32 @@ def test_restarted_deployer_adopts_without_duplicating(
     second.push("web", "v1", images)
     second.wait_idle()
     assert second.last("web").state is DeploymentState.SKIPPED
+
+
+def test_rollback_through_the_admin_api_serves_the_previous_release_from_the_kept_image(
+    make_bed: Callable[..., Bed], images: ImageFactory
+) -> None:
+    bed = make_bed()
+    bed.push("web", "v1", images)
+    bed.wait_idle()
+    v1 = bed.last("web")
+    bed.push("web", "v2", images)
+    bed.wait_idle()
+    assert http_get(bed.nginx.url("web", "/version")) == (200, "v2\n")
+
+    answer = bed.client.post(
+        "/services/web/rollback", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    bed.wait_idle()
+
+    assert answer.status_code == 202
+    rollback = bed.last("web")
+    assert rollback.id == answer.json["id"]  # type: ignore[index]
+    assert rollback.state is DeploymentState.SUCCEEDED, rollback.error
+    assert rollback.digest == v1.digest
+    assert step(rollback, "pull").detail.endswith("is on the engine already")
+    assert http_get(bed.nginx.url("web", "/version")) == (200, "v1\n")
+    managed = bed.runtime.backend.list_managed(bed.runtime.config.instance)
+    assert [container.digest for container in managed] == [v1.digest]
+    status = bed.client.get("/status").json["services"]["web"]  # type: ignore[index]
+    assert (status["state"], status["digest"]) == ("running", v1.digest)
