@@ -58,7 +58,12 @@ def run_demo(config_path: Path, exit_after: bool) -> int:
             say(f"pushed {pushed.reference} ({version}) = {pushed.digest}")
             deploy_and_report(base, token, service.repository, service.tag)
             say(f"through nginx: GET /version -> {http_get(nginx.url(service_name, '/version'))}")
-        say(f"status: {base}/status   history: {base}/deployments?service={service_name}")
+        say(f"status page: {base}/   JSON: {base}/status   metrics: {base}/metrics")
+        say(f"CLI: .venv/bin/deployer status   .venv/bin/deployer history {service_name}")
+        if environ.get(config.admin.token_env):
+            say(f"roll back to v1: .venv/bin/deployer rollback {service_name} --wait")
+        else:
+            say(f"to try a rollback, set {config.admin.token_env} (16+ chars) before the demo")
         served = http_get(nginx.url(service_name, "/version"))
         if not exit_after:
             say("running; press Ctrl-C to stop")
