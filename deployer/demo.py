@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import requests
@@ -32,8 +34,13 @@ def say(text: str) -> None:
     sys.stdout.flush()
 
 
+def interrupt(number: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(config_path: Path, exit_after: bool) -> int:
     """Run the demo; return 0 when v2 ends up served through nginx."""
+    signal.signal(signal.SIGTERM, interrupt)  # clean up on SIGTERM as on Ctrl-C
     token = os.environ.get("DEPLOYER_TOKEN") or secrets.token_urlsafe(32)
     environ = {**os.environ, "DEPLOYER_TOKEN": token, "DEPLOYER_CONFIG": str(config_path)}
     config = load_config(config_path, environ)
@@ -55,6 +62,7 @@ def run_demo(config_path: Path, exit_after: bool) -> int:
         name = service.repository.split("/", 1)[1]
         for version in ("v1", "v2"):
             pushed = images.build(name, version, tag=service.tag)
+            images.remove_local(pushed)  # so that deployer's pull is a real pull
             say(f"pushed {pushed.reference} ({version}) = {pushed.digest}")
             deploy_and_report(base, token, service.repository, service.tag)
             say(f"through nginx: GET /version -> {http_get(nginx.url(service_name, '/version'))}")
