@@ -25,6 +25,7 @@ from deployer.client import DeployerClient
 from deployer.config import (
     AdminConfig,
     Config,
+    ServerConfig,
     load_config,
     resolve_config_path,
     secret_values,
@@ -160,7 +161,10 @@ def connect(args: argparse.Namespace) -> DeployerClient:
     path = resolve_config_path(args.config, os.environ)
     token_env = AdminConfig().token_env
     url = args.url or os.environ.get("DEPLOYER_URL")
-    if not url or args.config:
+    explicit = bool(args.config or os.environ.get("DEPLOYER_CONFIG"))
+    if not explicit and not path.exists():
+        url = url or f"http://{ServerConfig().host}:{ServerConfig().port}"
+    elif not url or explicit:
         config = load_config(path, os.environ, require_secrets=False)
         token_env = config.admin.token_env
         host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::") else config.server.host

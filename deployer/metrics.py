@@ -7,6 +7,7 @@ deployer_webhooks_total{source,outcome}           accepted | ignored | bad_token
                                                   too_large | unavailable
 deployer_service_digest_info{service,digest,container}   1 per serving container (at scrape)
 deployer_deployment_running{service}              1 while a deployment of service runs
+process_*                                         the deployer process (Linux)
 
 Labels are service names, step names, states and digests: never a token, URL or path.
 """
@@ -15,7 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -90,6 +97,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_Serving(fleet, names, running))
+        ProcessCollector(registry=self.registry)  # process_* (memory, CPU, open files)
         # Series exist from the start at 0, so `increase(...)` alerts see the first failure.
         for service in names:
             for state in ("succeeded", "failed"):

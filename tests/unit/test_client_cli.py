@@ -197,3 +197,27 @@ def test_progress_prints_each_step_change_once() -> None:
 
     assert progress.lines(running) == ["deployment d1 of web: running", "  resolve  ..."]
     assert progress.lines(running) == []
+
+
+@responses.activate(assert_all_requests_are_fired=True)
+def test_the_url_comes_from_the_config_without_needing_its_secrets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DEPLOYER_URL")
+    monkeypatch.delenv("DEPLOYER_TOKEN", raising=False)
+    config = tmp_path / "deployer.yml"
+    config.write_text("server: {host: 0.0.0.0, port: 5998}\nadmin: {token_env: OPS_TOKEN}\n")
+    monkeypatch.setenv("OPS_TOKEN", "ops-token-0123456789abcdef")
+    responses.post(
+        "http://127.0.0.1:5998/services/web/deploy",
+        json=deployment("queued", []),
+        status=202,
+        match=[
+            responses.matchers.header_matcher(
+                {"Authorization": "Bearer ops-token-0123456789abcdef"}
+            )
+        ],
+    )
+
+    assert main(["deploy", "web", "--config", str(config)]) == 0
+    assert "deployment d1 of web queued" in capsys.readouterr().out
