@@ -276,12 +276,7 @@ def make_config(
         "state_dir": str(scratch / "state"),
         "instance": INSTANCE,
         "queue": {"coalesce": args.coalesce},
-        "nginx": {
-            "output": str(nginx.upstreams),
-            "test": nginx.test_argv,
-            "reload": nginx.reload_argv,
-            "pid_file": str(nginx.pid_file),
-        },
+        "nginx": nginx.deployer_config(),
         "services": {
             "web": {"image": images.repository("web"), "ports": "18500-18599", "drain": args.drain}
         },

@@ -17,7 +17,7 @@ from pathlib import Path
 from deployer.errors import NginxError
 
 PROC = Path("/proc")
-WORKER = "worker process"
+CACHE = "cache "  # `cache manager process`, `cache loader process`: they do not accept
 SHUTTING_DOWN = "is shutting down"
 # Between an old worker's new title and its closing the listening socket: a few syscalls.
 SETTLE = 0.05
@@ -50,7 +50,11 @@ def snapshot(pid_file: Path, proc: Path = PROC) -> tuple[int, dict[int, str]]:
 
 
 def worker_titles(master: int, proc: Path = PROC) -> dict[int, str]:
-    """The master's worker processes: pid -> process title (`nginx: worker process ...`)."""
+    """The master's worker processes: pid -> process title (`nginx: worker process ...`).
+
+    A worker forked a moment ago may still carry the master's title: every child that is not
+    a cache process counts as a worker.
+    """
     workers: dict[int, str] = {}
     for entry in proc.iterdir():
         if not entry.name.isdigit():
@@ -64,7 +68,7 @@ def worker_titles(master: int, proc: Path = PROC) -> dict[int, str]:
             title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
         except (OSError, IndexError, ValueError):
             continue  # exited while we looked
-        if WORKER in title:
+        if CACHE not in title:
             workers[int(entry.name)] = title
     return workers
 

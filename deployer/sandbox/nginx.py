@@ -85,6 +85,15 @@ class SandboxNginx:
         self.reload_argv = [*base, "-s", "reload"]
         self._process = SandboxProcess("nginx", base, self.prefix / "nginx.out")
 
+    def deployer_config(self) -> dict[str, str | list[str]]:
+        """The `nginx:` section of a deployer config that drives this nginx."""
+        return {
+            "output": str(self.upstreams),
+            "test": self.test_argv,
+            "reload": self.reload_argv,
+            "pid_file": str(self.pid_file),
+        }
+
     def url(self, service: str, path: str = "/") -> str:
         """The loopback URL that reaches `service` through nginx."""
         return f"http://{LOOPBACK}:{self.listen[service]}{path}"

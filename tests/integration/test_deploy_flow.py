@@ -72,12 +72,7 @@ def make_bed(
             "state_dir": str(tmp_path / "state"),
             "instance": instance,
             "queue": {"coalesce": 0.5},
-            "nginx": {
-                "output": str(nginx.upstreams),
-                "test": nginx.test_argv,
-                "reload": nginx.reload_argv,
-                "pid_file": str(nginx.pid_file),
-            },
+            "nginx": nginx.deployer_config(),
             "services": {
                 name: {
                     "image": images.repository(name),
@@ -254,9 +249,12 @@ def test_pushes_for_two_services_deploy_in_parallel(
     bed.wait_idle()
 
     web, api = bed.last("web"), bed.last("api")
-    assert (web.state, api.state) == (DeploymentState.SUCCEEDED, DeploymentState.SUCCEEDED)
-    assert web.started_at < api.finished_at
-    assert api.started_at < web.finished_at
+    timeline = [(d.service, d.state, d.started_at, d.finished_at, d.error) for d in (web, api)]
+    assert (web.state, api.state) == (DeploymentState.SUCCEEDED, DeploymentState.SUCCEEDED), (
+        timeline
+    )
+    assert web.started_at < api.finished_at, timeline
+    assert api.started_at < web.finished_at, timeline
     assert http_get(bed.nginx.url("api", "/version")) == (200, "v1\n")
     assert http_get(bed.nginx.url("web", "/version")) == (200, "v1\n")
 

@@ -44,12 +44,7 @@ def serve(
         "state_dir": str(tmp_path / "state"),
         "instance": instance,
         "queue": {"coalesce": 0.2},
-        "nginx": {
-            "output": str(nginx.upstreams),
-            "test": nginx.test_argv,
-            "reload": nginx.reload_argv,
-            "pid_file": str(nginx.pid_file),
-        },
+        "nginx": nginx.deployer_config(),
         "services": {
             "web": {
                 "image": images.repository("web"),

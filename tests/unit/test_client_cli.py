@@ -37,6 +37,18 @@ def deployment(state: str, steps: list[tuple[str, str]], **fields: Any) -> dict[
     }
 
 
+def web_status() -> dict[str, Any]:
+    return {
+        "image": "acme/web:latest",
+        "digest": V2,
+        "container": "web-d1",
+        "state": "running",
+        "health": "healthy",
+        "since": "2026-11-24T02:00:04Z",
+        "last_deployment": deployment("succeeded", []),
+    }
+
+
 @pytest.fixture(autouse=True)
 def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DEPLOYER_URL", URL)
@@ -136,19 +148,7 @@ def test_no_deployer_listening_says_what_to_do(capsys: pytest.CaptureFixture[str
 
 @responses.activate(assert_all_requests_are_fired=True)
 def test_status_and_history_print_tables_or_json(capsys: pytest.CaptureFixture[str]) -> None:
-    status = {
-        "services": {
-            "web": {
-                "image": "acme/web:latest",
-                "digest": V2,
-                "container": "web-d1",
-                "state": "running",
-                "health": "healthy",
-                "since": "2026-11-24T02:00:04Z",
-                "last_deployment": deployment("succeeded", []),
-            }
-        }
-    }
+    status = {"services": {"web": web_status()}}
     responses.get(f"{URL}/status", json=status)
     responses.get(
         f"{URL}/deployments?service=web&limit=5",
@@ -164,15 +164,7 @@ def test_status_and_history_print_tables_or_json(capsys: pytest.CaptureFixture[s
 def test_tables() -> None:
     status = {
         "services": {
-            "web": {
-                "image": "acme/web:latest",
-                "digest": V2,
-                "container": "web-d1",
-                "state": "running",
-                "health": "healthy",
-                "since": "2026-11-24T02:00:04Z",
-                "last_deployment": deployment("succeeded", []),
-            },
+            "web": web_status(),
             "api": {"image": "acme/api:latest", "state": "absent", "last_deployment": None},
         }
     }

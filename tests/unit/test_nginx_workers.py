@@ -26,13 +26,19 @@ def proc(tmp_path: Path) -> Path:
     add_process(root, 101, MASTER, "nginx: worker process")
     add_process(root, 102, MASTER, "nginx: cache manager process")
     add_process(root, 200, 1, "nginx: worker process")  # another nginx's worker
-    add_process(root, 300, MASTER, "odd", comm="a) S 1 (b")  # hostile comm, not a worker
+    add_process(root, 300, 1, "odd", comm="a) S 100 (b")  # hostile comm, parent 1
     (root / "self").mkdir()
     return root
 
 
 def test_worker_titles_lists_only_this_masters_workers(proc: Path) -> None:
     assert worker_titles(MASTER, proc) == {101: "nginx: worker process"}
+
+
+def test_a_worker_forked_a_moment_ago_counts_though_it_has_the_masters_title(proc: Path) -> None:
+    add_process(proc, 104, MASTER, "nginx: master process nginx -c /etc/nginx/nginx.conf")
+
+    assert sorted(worker_titles(MASTER, proc)) == [101, 104]
 
 
 @pytest.mark.parametrize(
