@@ -97,12 +97,14 @@ class Deployer:
             raise DeployerError(f"service {name} is no longer in the config")
         old = self.fleet.serving(name)
         with self._step(deployment, "resolve") as step:
-            digest = deployment.requested_digest or self.backend.resolve(
-                service.image, deployment.tag
-            )
+            if deployment.requested_digest:
+                digest = deployment.requested_digest
+                step.detail = f"asked for {service.image}@{digest} (no registry lookup)"
+            else:
+                digest = self.backend.resolve(service.image, deployment.tag)
+                step.detail = f"{service.image}:{deployment.tag} is {digest}"
             deployment.digest = digest
             deployment.previous_digest = old.container.digest if old else None
-            step.detail = f"{service.image}:{deployment.tag} is {digest}"
             if old is not None and old.container.digest == digest:
                 step.detail += f"; {old.container.name} already runs it"
                 deployment.container = old.container.name

@@ -94,6 +94,7 @@ class Notifier:
         self._sleep = sleep
         self._queue: queue.Queue[Message | None] = queue.Queue(BACKLOG)
         self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
         self.sent = 0
         self.failed = 0
 
@@ -112,12 +113,15 @@ class Notifier:
                 self._queue.put_nowait(message)
             except queue.Full:
                 log.error("notification for deployment %s dropped: backlog full", deployment.id)
-        if self.targets and self._thread is None:
+        if self.targets:
             self.start()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._work, name="notify", daemon=True)
-        self._thread.start()
+        """Start the sending thread (once; deployments of several services finish at once)."""
+        with self._starting:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="notify", daemon=True)
+                self._thread.start()
 
     def stop(self, timeout: float) -> None:
         """Send what is queued for up to timeout seconds, then give up on the rest."""

@@ -134,7 +134,8 @@ def test_rollback_deploys_the_previous_succeeded_digest_from_the_kept_image(
     assert done.state is DeploymentState.SUCCEEDED, done.error
     assert (done.digest, done.previous_digest) == (V1, V2)
     assert done.trigger.startswith("admin rollback from ")
-    pull = next(step for step in done.steps if step.name == "pull")
+    resolve, pull = done.steps[:2]
+    assert resolve.detail == f"asked for {WEB_IMAGE}@{V1} (no registry lookup)"
     assert pull.detail.endswith("is on the engine already")
     assert [container.digest for container in backend.running("web")] == [V1]
     assert backend.pulled == {V1, V2}  # the failed release's image was pruned
