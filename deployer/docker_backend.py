@@ -175,8 +175,13 @@ class DockerBackend:
     def list_managed(self, instance: str) -> list[ContainerInfo]:
         """Every container (running or not) labelled for this deployer instance."""
         try:
+            # The list can hold a container another service's deployment is creating right
+            # now, which the engine cannot inspect yet ("No such container"): skip it. Port
+            # pools of services never overlap, so it cannot hold a port this caller wants.
             containers = self.client.containers.list(
-                all=True, filters={"label": [f"{LABEL_INSTANCE}={instance}"]}
+                all=True,
+                filters={"label": [f"{LABEL_INSTANCE}={instance}"]},
+                ignore_removed=True,
             )
         except ENGINE_ERRORS as err:
             raise DockerError(
