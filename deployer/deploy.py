@@ -80,7 +80,9 @@ class Deployer:
             self._fail(deployment, attempt, f"internal error: {type(err).__name__}: {err}")
         deployment.finished_at = utc_now()
         self.store.save(deployment)
-        log.info(
+        failed = deployment.state is DeploymentState.FAILED
+        log.log(
+            logging.WARNING if failed else logging.INFO,
             "deployment %s of %s %s%s",
             deployment.id,
             deployment.service,
