@@ -34,7 +34,8 @@ from typing import Any
 import requests
 import yaml
 
-from deployer.demo import FINISHED, dockerhub_payload
+from deployer.demo import dockerhub_payload
+from deployer.models import FINISHED_STATES
 from deployer.sandbox import ImageFactory, LocalRegistry, SandboxNginx, ensure_engine, free_port
 from deployer.sandbox.engine import SANDBOX_DIR, remove_instance_containers
 from deployer.sandbox.net import http_get, wait_for_http
@@ -119,7 +120,7 @@ def run_round(
         found: dict[str, Any] = requests.get(
             f"{base}/deployments/{deployment_id}", timeout=5
         ).json()
-        if found["state"] in FINISHED:
+        if found["state"] in FINISHED_STATES:
             break
         time.sleep(0.05)
     finished = time.time()

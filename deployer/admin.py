@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deployer.config import DOCKER_TAG
 from deployer.errors import NothingToRollBack, QueueClosed
 from deployer.models import Deployment
-from deployer.runtime import Runtime
 from deployer.status import deployment_json
+from deployer.web import current_runtime, json_error
 from deployer.webhooks import token_matches
 
 admin = Blueprint("admin", __name__)
@@ -39,32 +39,25 @@ class BadRequest(Exception):
     """The request body is not what the endpoint takes; the message says why."""
 
 
-def runtime() -> Runtime:
-    found: Runtime = current_app.extensions["deployer"]
-    return found
-
-
-def answer(status: int, message: str) -> tuple[Response, int]:
-    return jsonify({"error": message}), status
-
-
 @admin.before_request
 def authenticate() -> tuple[Response, int] | None:
     """503 when the API is off, 401 without a bearer token, 403 with a wrong one."""
-    current = runtime()
+    current = current_runtime()
     if not current.admin_token:
-        return answer(
+        return json_error(
             503,
             f"admin API is disabled: set the environment variable "
             f"{current.config.admin.token_env} (admin.token_env) for deployer serve",
         )
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        response, status = answer(401, "send the admin token as `Authorization: Bearer <token>`")
+        response, status = json_error(
+            401, "send the admin token as `Authorization: Bearer <token>`"
+        )
         response.headers["WWW-Authenticate"] = 'Bearer realm="deployer admin"'
         return response, status
     if not token_matches(token.strip(), current.admin_token):
-        return answer(403, "wrong admin token")
+        return json_error(403, "wrong admin token")
     return None
 
 
@@ -89,9 +82,9 @@ def queued(deployment: Deployment) -> tuple[Response, int]:
 @admin.post("/services/<name>/deploy")
 def deploy(name: str) -> tuple[Response, int]:
     """Resolve the tag (default: the one the service follows) and deploy it, through the queue."""
-    current = runtime()
+    current = current_runtime()
     if name not in current.config.services:
-        return answer(404, f"no service named {name!r} is configured")
+        return json_error(404, f"no service named {name!r} is configured")
     try:
         body = parse_body(DeployRequest)
         tag = body.tag or current.config.services[name].tag
@@ -99,24 +92,24 @@ def deploy(name: str) -> tuple[Response, int]:
             current.deploy_now(name, tag, f"admin deploy {tag} from {request.remote_addr}")
         )
     except BadRequest as err:
-        return answer(400, str(err))
+        return json_error(400, str(err))
     except QueueClosed as err:
-        return answer(503, str(err))
+        return json_error(503, str(err))
 
 
 @admin.post("/services/<name>/rollback")
 def rollback(name: str) -> tuple[Response, int]:
     """Deploy exactly `digest` (default: the previous succeeded deployment's), recorded as usual."""
-    current = runtime()
+    current = current_runtime()
     if name not in current.config.services:
-        return answer(404, f"no service named {name!r} is configured")
+        return json_error(404, f"no service named {name!r} is configured")
     try:
         body = parse_body(RollbackRequest)
         trigger = f"admin rollback from {request.remote_addr}"
         return queued(current.rollback(name, body.digest, trigger))
     except BadRequest as err:
-        return answer(400, str(err))
+        return json_error(400, str(err))
     except NothingToRollBack as err:
-        return answer(409, str(err))
+        return json_error(409, str(err))
     except QueueClosed as err:
-        return answer(503, str(err))
+        return json_error(503, str(err))

@@ -8,15 +8,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
 from deployer import pages
 from deployer.admin import admin
 from deployer.errors import BadWebhook, QueueClosed
-from deployer.runtime import Runtime
 from deployer.status import deployment_json
+from deployer.web import current_runtime, json_error
 from deployer.webhooks import dockerhub, token_matches
 
 log = logging.getLogger(__name__)
@@ -27,33 +27,24 @@ webhooks = Blueprint("webhooks", __name__)
 status = Blueprint("status", __name__)
 
 
-def runtime() -> Runtime:
-    found: Runtime = current_app.extensions["deployer"]
-    return found
-
-
-def error(status_code: int, message: str) -> tuple[Any, int]:
-    return jsonify({"error": message}), status_code
-
-
 @webhooks.post("/webhooks/dockerhub/<token>")
 def dockerhub_push(token: str) -> tuple[Any, int]:
     """Docker Hub push: 202 with the queued deployments (or none, with the reason)."""
-    current = runtime()
+    current = current_runtime()
     count = current.metrics.webhook
     if not current.webhook_token or not token_matches(token, current.webhook_token):
         count(dockerhub.SOURCE, "bad_token")
-        return error(403, "forbidden")
+        return json_error(403, "forbidden")
     try:
         event = dockerhub.parse(request.get_data(cache=False))
     except BadWebhook as err:
         count(dockerhub.SOURCE, "bad_request")
-        return error(400, f"bad Docker Hub payload: {err}")
+        return json_error(400, f"bad Docker Hub payload: {err}")
     try:
         queued = current.submit_push(event)
     except QueueClosed as err:
         count(dockerhub.SOURCE, "unavailable")
-        return error(503, str(err))
+        return json_error(503, str(err))
     count(dockerhub.SOURCE, "accepted" if queued else "ignored")
     body: dict[str, Any] = {
         "deployments": [{"id": item.id, "service": item.service} for item in queued]
@@ -65,28 +56,28 @@ def dockerhub_push(token: str) -> tuple[Any, int]:
 
 @status.get("/healthz")
 def healthz() -> tuple[Any, int]:
-    return jsonify({"status": "stopping" if runtime().stopping.is_set() else "ok"}), 200
+    return jsonify({"status": "stopping" if current_runtime().stopping.is_set() else "ok"}), 200
 
 
 @status.get("/status")
 def service_status() -> Any:
-    return jsonify(runtime().status())
+    return jsonify(current_runtime().status())
 
 
 @status.get("/metrics")
 def metrics() -> Response:
-    return Response(runtime().metrics.render(), content_type=CONTENT_TYPE_LATEST)
+    return Response(current_runtime().metrics.render(), content_type=CONTENT_TYPE_LATEST)
 
 
 @status.get("/deployments")
 def deployments() -> Any:
-    current = runtime()
+    current = current_runtime()
     service = request.args.get("service")
     if service is not None and service not in current.config.services:
-        return error(404, f"no service named {service!r} is configured")
+        return json_error(404, f"no service named {service!r} is configured")
     raw_limit = request.args.get("limit", "20")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        return error(
+        return json_error(
             400, f"limit: expected a whole number from 1 to {MAX_LIMIT}, got {raw_limit!r}"
         )
     found = current.store.history(service, int(raw_limit))
@@ -96,14 +87,14 @@ def deployments() -> Any:
 @status.get("/deployments/<deployment_id>")
 def deployment(deployment_id: str) -> Any:
     """JSON, or the deployment's page when the client prefers HTML (a browser)."""
-    found = runtime().store.get(deployment_id)
+    found = current_runtime().store.get(deployment_id)
     html = wants_html()
     if found is None:
         if html:
             return pages.not_found(f"No deployment with id {deployment_id!r}."), 404
-        return error(404, f"no deployment with id {deployment_id!r}")
+        return json_error(404, f"no deployment with id {deployment_id!r}")
     if html:
-        return pages.deployment_page(runtime(), found)
+        return pages.deployment_page(current_runtime(), found)
     return jsonify(deployment_json(found))
 
 
@@ -127,13 +118,13 @@ def register(app: Flask) -> None:
         code = err.code or 500
         if code == 413:
             if request.blueprint == "webhooks":
-                runtime().metrics.webhook(dockerhub.SOURCE, "too_large")
-            return error(413, f"request body is larger than {MAX_BODY} bytes")
-        return error(code, err.description or err.name)
+                current_runtime().metrics.webhook(dockerhub.SOURCE, "too_large")
+            return json_error(413, f"request body is larger than {MAX_BODY} bytes")
+        return json_error(code, err.description or err.name)
 
     @app.errorhandler(Exception)
     def unexpected(err: Exception) -> tuple[Any, int]:
         log.error(
             "internal error in endpoint %s: %s", request.endpoint, type(err).__name__, exc_info=err
         )
-        return error(500, "internal error; see the deployer log")
+        return json_error(500, "internal error; see the deployer log")

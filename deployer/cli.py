@@ -178,13 +178,19 @@ def print_json(data: Any) -> None:
 
 def status(args: argparse.Namespace) -> int:
     found = connect(args).status()
-    print_json(found) if args.json else sys.stdout.write(console.status_table(found))
+    if args.json:
+        print_json(found)
+    else:
+        sys.stdout.write(console.status_table(found))
     return 0
 
 
 def history(args: argparse.Namespace) -> int:
     found = connect(args).history(args.service, args.limit)
-    print_json(found) if args.json else sys.stdout.write(console.history_table(found))
+    if args.json:
+        print_json(found)
+    else:
+        sys.stdout.write(console.history_table(found))
     return 0
 
 
@@ -219,7 +225,10 @@ def report(client: DeployerClient, queued: dict[str, Any], args: argparse.Namesp
             sys.stdout.flush()
 
     final = client.follow(queued["id"], show)
-    print_json(final) if args.json else sys.stdout.write(console.outcome(final))
+    if args.json:
+        print_json(final)
+    else:
+        sys.stdout.write(console.outcome(final))
     return 0 if final["state"] in ("succeeded", "skipped") else EXIT_FAILURE
 
 

@@ -13,8 +13,7 @@ from urllib.parse import quote, urlencode
 import requests
 
 from deployer.errors import DeployerError
-
-FINISHED = ("succeeded", "failed", "skipped", "superseded")
+from deployer.models import FINISHED_STATES
 
 
 class ClientError(DeployerError):
@@ -73,7 +72,7 @@ class DeployerClient:
             if current != seen:
                 on_change(current)
                 seen = current
-            if current["state"] in FINISHED:
+            if current["state"] in FINISHED_STATES:
                 return current
             if time.monotonic() >= deadline:
                 raise ClientError(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from deployer.status import short_digest
+
 
 def short(digest: str | None) -> str:
     """`sha256:0123456789ab`, or `-`."""
-    return digest[:19] if digest else "-"
+    return short_digest(digest) or "-"
 
 
 def seconds(value: float | None) -> str:

@@ -20,13 +20,13 @@ from typing import Any
 import requests
 
 from deployer.config import load_config
+from deployer.models import FINISHED_STATES
 from deployer.sandbox import ImageFactory, LocalRegistry, SandboxNginx, ensure_engine
 from deployer.sandbox.engine import SANDBOX_DIR, remove_instance_containers
 from deployer.sandbox.net import http_get, wait_for_http
 
 DEMO_DIR = Path("var/demo")
 NGINX_PORT = 18080
-FINISHED = {"succeeded", "failed", "skipped", "superseded"}
 
 
 def say(text: str) -> None:
@@ -107,7 +107,7 @@ def wait_for_deployment(base: str, deployment_id: str, timeout: float = 120) -> 
         deployment: dict[str, Any] = requests.get(
             f"{base}/deployments/{deployment_id}", timeout=5
         ).json()
-        if deployment["state"] in FINISHED or time.monotonic() > deadline:
+        if deployment["state"] in FINISHED_STATES or time.monotonic() > deadline:
             return deployment
         time.sleep(0.3)
 

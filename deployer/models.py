@@ -72,6 +72,9 @@ class DeploymentState(enum.StrEnum):
         return self not in (DeploymentState.QUEUED, DeploymentState.RUNNING)
 
 
+FINISHED_STATES = frozenset(state.value for state in DeploymentState if state.finished)
+
+
 class StepState(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"

@@ -22,7 +22,7 @@ import requests
 
 from deployer.config import NotifyTarget, expand_environment
 from deployer.models import Deployment
-from deployer.status import deployment_json
+from deployer.status import deployment_json, short_digest
 
 log = logging.getLogger(__name__)
 BACKLOG = 1000
@@ -35,11 +35,6 @@ class Message:
     url: str
     body: dict[str, Any]
     deployment: str
-
-
-def short(digest: str | None) -> str:
-    """`sha256:0123456789ab` for display, or `none`."""
-    return digest[:19] if digest else "none"
 
 
 def make_message(deployment: Deployment, format: str) -> dict[str, Any]:
@@ -55,7 +50,8 @@ def make_message(deployment: Deployment, format: str) -> dict[str, Any]:
         )
         text = (
             f"{icon} *{deployment.service}* {deployment.state}: "
-            f"{short(deployment.previous_digest)} -> {short(deployment.digest)}"
+            f"{short_digest(deployment.previous_digest) or 'none'} -> "
+            f"{short_digest(deployment.digest) or 'none'}"
             + (f" in {duration:.1f} s" if duration is not None else "")
             + f" ({deployment.trigger}, deployment {deployment.id})"
         )

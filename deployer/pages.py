@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, render_template
 
 from deployer.models import Deployment, utc_now
 from deployer.runtime import Runtime
 from deployer.status import deployment_json, iso
+from deployer.web import current_runtime
 
 pages = Blueprint("pages", __name__)
 HISTORY = 5
@@ -27,11 +28,6 @@ def when(moment: str | None) -> str:
     if not moment:
         return "-"
     return moment.replace("T", " ", 1).split(".")[0].removesuffix("Z") + " UTC"
-
-
-def runtime() -> Runtime:
-    found: Runtime = current_app.extensions["deployer"]
-    return found
 
 
 def status_cards(current: Runtime) -> list[dict[str, Any]]:
@@ -54,7 +50,7 @@ def busy(deployments: list[dict[str, Any]]) -> bool:
 @pages.get("/")
 def index() -> str:
     """The status page."""
-    cards = status_cards(runtime())
+    cards = status_cards(current_runtime())
     waiting = busy([item for card in cards for item in card["history"]])
     return render_template(
         "status.html",

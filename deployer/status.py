@@ -15,6 +15,11 @@ def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
+def short_digest(digest: str | None) -> str | None:
+    """`sha256:0123456789ab` (algorithm and 12 hex digits) for display, or None."""
+    return digest[:19] if digest else None
+
+
 def seconds(start: datetime | None, end: datetime | None) -> float | None:
     """end - start in seconds (3 decimals), or None when either is missing."""
     if start is None or end is None:

@@ -22,24 +22,24 @@ WEB_IMAGE = "registry.example.com/acme/web"
 API_IMAGE = "registry.example.com/acme/api"
 
 
+SERVICES: dict[str, Any] = {
+    "web": {
+        "image": WEB_IMAGE,
+        "ports": "18000-18009",
+        "drain": 0,
+        "health": {"timeout": 0.3, "interval": 0.01},
+    },
+    "api": {
+        "image": API_IMAGE,
+        "ports": "18010-18019",
+        "drain": 0,
+        "health": {"timeout": 0.3, "interval": 0.01},
+    },
+}
+
+
 def make_config(tmp_path: Path, environ: dict[str, str] | None = None, **overrides: Any) -> Config:
-    services = overrides.pop(
-        "services",
-        {
-            "web": {
-                "image": WEB_IMAGE,
-                "ports": "18000-18009",
-                "drain": 0,
-                "health": {"timeout": 0.3, "interval": 0.01},
-            },
-            "api": {
-                "image": API_IMAGE,
-                "ports": "18010-18019",
-                "drain": 0,
-                "health": {"timeout": 0.3, "interval": 0.01},
-            },
-        },
-    )
+    services = overrides.pop("services", SERVICES)
     data = {
         "state_dir": str(tmp_path / "state"),
         "instance": "unit",

@@ -18,14 +18,13 @@ import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 import waitress
 from flask import Flask
 
 from deployer.runtime import Runtime
-from tests.conftest import ADMIN_TOKEN, API_IMAGE, WEB_IMAGE, make_config
+from tests.conftest import ADMIN_TOKEN, API_IMAGE, SERVICES, WEB_IMAGE, make_config
 from tests.fakes import FakeBackend
 
 pytestmark = pytest.mark.browser
@@ -74,20 +73,8 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
 @pytest.fixture
 def served(make_app: Callable[..., Flask], tmp_path: Path, backend: FakeBackend) -> Iterator[str]:
     """web: v1 then a failed v2; api: a deployment stuck in `healthy`; on 127.0.0.1."""
-    services: dict[str, Any] = {
-        "web": {
-            "image": WEB_IMAGE,
-            "ports": "18000-18009",
-            "drain": 0,
-            "health": {"timeout": 0.3, "interval": 0.01},
-        },
-        "api": {
-            "image": API_IMAGE,
-            "ports": "18010-18019",
-            "drain": 0,
-            "health": {"timeout": 60, "interval": 0.05},
-        },
-    }
+    slow_api = {**SERVICES["api"], "health": {"timeout": 60, "interval": 0.05}}
+    services = {**SERVICES, "api": slow_api}
     app = make_app(make_config(tmp_path, services=services))
     runtime: Runtime = app.extensions["deployer"]
     runtime.start()

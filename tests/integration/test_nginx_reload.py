@@ -49,6 +49,20 @@ def start_app(images: ImageFactory, instance: str, port: int, version: str) -> U
     return Upstream("web", container.address, container.name, pushed.digest)
 
 
+def serving_v1(
+    images: ImageFactory,
+    instance: str,
+    port_pool: Callable[[int], str],
+    make_nginx: Callable[[list[str]], SandboxNginx],
+) -> tuple[SandboxNginx, int, Upstream]:
+    """An nginx that serves app v1 (on its port) through the default template."""
+    nginx = make_nginx(["web"])
+    port = int(port_pool(2).split("-")[0])
+    upstream = start_app(images, instance, port, "v1")
+    configurator(nginx).apply([upstream])
+    return nginx, port, upstream
+
+
 def test_rendered_upstreams_pass_nginx_test_and_reload_routes_to_the_container(
     images: ImageFactory,
     instance: str,
@@ -73,10 +87,7 @@ def test_a_template_that_renders_invalid_config_leaves_the_previous_file_serving
     make_nginx: Callable[[list[str]], SandboxNginx],
     tmp_path: Path,
 ) -> None:
-    nginx = make_nginx(["web"])
-    port = int(port_pool(2).split("-")[0])
-    upstream = start_app(images, instance, port, "v1")
-    configurator(nginx).apply([upstream])
+    nginx, _port, upstream = serving_v1(images, instance, port_pool, make_nginx)
     before = nginx.upstreams.read_text()
     broken = tmp_path / "broken.conf.j2"
     broken.write_text("{% for u in upstreams %}upstream {{ u.service }} { server ; }{% endfor %}\n")
@@ -96,10 +107,7 @@ def test_a_reload_nginx_rejects_after_a_passing_test_fails_the_step_and_restores
     make_nginx: Callable[[list[str]], SandboxNginx],
     tmp_path: Path,
 ) -> None:
-    nginx = make_nginx(["web"])
-    port = int(port_pool(2).split("-")[0])
-    upstream = start_app(images, instance, port, "v1")
-    configurator(nginx).apply([upstream])
+    nginx, port, upstream = serving_v1(images, instance, port_pool, make_nginx)
     before = nginx.upstreams.read_text()
     # `nginx -t` does not bind ports; the master does, at reload, and keeps its old workers
     # when it cannot. Here the app container holds the port the new config wants.
