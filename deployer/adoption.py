@@ -63,12 +63,7 @@ def adopt_running(
 def _adopt_service(
     name: str, containers: list[ContainerInfo], backend: Backend, fleet: Fleet, store: Store
 ) -> str:
-    running = [
-        container
-        for container in containers
-        if not container.stopped and container.status == "running"
-    ]
-    chosen = _choose(running, store)
+    chosen = choose_serving_one(containers, store)
     for container in containers:
         if container is not chosen:
             log.warning(
@@ -84,12 +79,10 @@ def _adopt_service(
 
 
 def choose_serving_one(containers: list[ContainerInfo], store: Store) -> ContainerInfo | None:
-    """The running container of one service's containers that should serve it."""
+    """The running container of one service's containers that should serve it: the one of the
+    newest succeeded deployment, else the newest started."""
     running = [c for c in containers if c.status == "running" and not c.stopped]
-    return _choose(running, store)
 
-
-def _choose(running: list[ContainerInfo], store: Store) -> ContainerInfo | None:
     def succeeded_at(container: ContainerInfo) -> str:
         deployment = store.get(container.deployment)
         if deployment and deployment.state is DeploymentState.SUCCEEDED and deployment.finished_at:
