@@ -11,12 +11,13 @@ from collections.abc import Callable, Mapping
 
 from flask import Flask
 
-from deployer import api
+from deployer import http
+from deployer.backends.base import Backend
+from deployer.backends.docker import DockerBackend
 from deployer.config import PROJECT_ROOT, Config
-from deployer.docker_backend import Backend, DockerBackend
-from deployer.health import Probe, http_probe
 from deployer.nginx import Runner, run_command
-from deployer.ports import port_is_free
+from deployer.rollout.health import Probe, http_probe
+from deployer.rollout.ports import port_is_free
 from deployer.runtime import Runtime
 
 
@@ -40,5 +41,5 @@ def create_app(
         probe,
         is_port_free,
     )
-    api.register(app)
+    http.register(app)
     return app

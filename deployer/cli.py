@@ -20,7 +20,7 @@ from typing import Any
 import waitress
 
 from deployer import console, create_app
-from deployer.adoption import render_current
+from deployer.backends.docker import DockerBackend
 from deployer.client import DeployerClient
 from deployer.config import (
     AdminConfig,
@@ -31,10 +31,10 @@ from deployer.config import (
     secret_values,
 )
 from deployer.demo import run_demo
-from deployer.docker_backend import DockerBackend
 from deployer.errors import ConfigError, DeployerError
 from deployer.logs import FORMATS, configure_logging
 from deployer.nginx import NginxConfigurator
+from deployer.rollout.adoption import render_current
 from deployer.runtime import DATABASE
 from deployer.store import Store
 

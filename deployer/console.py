@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deployer.status import short_digest
+from deployer.documents import short_digest
 
 
 def short(digest: str | None) -> str:

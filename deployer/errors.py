@@ -1,9 +1,17 @@
 """The deployer exception tree. Third-party exceptions are translated once, in the adapter.
 
+Each class knows the HTTP status it answers with (`http_status`); deployer/http turns any of
+them into `{"error": message}` in one handler.
+
 DeployerError
 ├── ConfigError            the YAML config has problems (every one listed, with its path)
-├── BadWebhook             a webhook body could not be parsed (the reason says what)
-├── QueueClosed            the service is shutting down and takes no new work
+├── BadRequest             a request body or query parameter is not what the endpoint takes (400)
+│   └── BadWebhook         a webhook body could not be parsed (the reason says what)
+├── Unauthorized           no credentials where they are needed (401)
+├── Forbidden              wrong credentials (403)
+├── NotFound               no such service or deployment (404)
+├── Unavailable            a feature is off, or deployer is stopping (503)
+│   └── QueueClosed        the service is shutting down and takes no new work
 ├── DockerError            the Docker engine refused or failed an operation
 │   ├── RegistryError      a tag could not be resolved or an image not pulled
 │   └── ContainerError     a container could not be started, or exited, or is missing
@@ -11,7 +19,7 @@ DeployerError
 ├── NginxError             rendering, testing or reloading the nginx config failed
 ├── NoFreePort             every port of a service's pool is taken
 ├── DeploymentCancelled    the deployer is stopping; the deployment was rolled back
-└── NothingToRollBack      a rollback has no target (no earlier succeeded deployment)
+└── NothingToRollBack      a rollback has no target (no earlier succeeded deployment) (409)
 """
 
 from __future__ import annotations
@@ -19,6 +27,9 @@ from __future__ import annotations
 
 class DeployerError(Exception):
     """Root of every error deployer raises on purpose."""
+
+    http_status = 500
+    headers: dict[str, str] = {}  # noqa: RUF012 (read-only; subclasses set their own)
 
 
 class ConfigError(DeployerError):
@@ -31,11 +42,45 @@ class ConfigError(DeployerError):
         super().__init__(f"{source}: {len(problems)} problem(s):\n{listing}")
 
 
-class BadWebhook(DeployerError):
+class BadRequest(DeployerError):
+    """A request body or query parameter is not what the endpoint takes; the message says why."""
+
+    http_status = 400
+
+
+class BadWebhook(BadRequest):
     """A webhook payload is malformed; the message names the field."""
 
 
-class QueueClosed(DeployerError):
+class Unauthorized(DeployerError):
+    """Credentials are needed and none came; `headers` say which scheme to use."""
+
+    http_status = 401
+
+    def __init__(self, message: str, challenge: str) -> None:
+        self.headers = {"WWW-Authenticate": challenge}
+        super().__init__(message)
+
+
+class Forbidden(DeployerError):
+    """The credentials that came are wrong."""
+
+    http_status = 403
+
+
+class NotFound(DeployerError):
+    """No such service or deployment."""
+
+    http_status = 404
+
+
+class Unavailable(DeployerError):
+    """A feature is turned off, or deployer is stopping."""
+
+    http_status = 503
+
+
+class QueueClosed(Unavailable):
     """The queue is stopping and accepts no new deployments."""
 
 
@@ -91,3 +136,5 @@ class DeploymentCancelled(DeployerError):
 
 class NothingToRollBack(DeployerError):
     """A rollback was asked for but there is no other succeeded digest to go back to."""
+
+    http_status = 409

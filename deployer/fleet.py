@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from deployer.models import ContainerInfo, Upstream, utc_now
+from deployer.backends.base import ContainerInfo
+from deployer.models import Upstream, utc_now
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from deployer.docker_backend import Backend
+from deployer.backends.base import Backend
 from deployer.errors import DockerError
 from deployer.store import Store
 

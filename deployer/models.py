@@ -1,4 +1,4 @@
-"""Typed values that flow between the steps: events, containers, upstreams, deployments."""
+"""Typed values that flow between the steps: events, upstreams, deployments."""
 
 from __future__ import annotations
 
@@ -20,33 +20,6 @@ class PushEvent:
     repository: str
     tag: str
     pusher: str = ""
-
-
-@dataclass(frozen=True)
-class ContainerInfo:
-    """A container deployer manages, as read from the engine."""
-
-    id: str
-    name: str
-    service: str
-    image: str
-    digest: str
-    deployment: str
-    address: str  # host:port that nginx and the health check use
-    status: str  # created | running | exited | restarting | dead | ...
-    health: str | None  # the image HEALTHCHECK's status, None when the image has none
-    started_at: datetime | None
-    restart_count: int = 0
-    exit_code: int | None = None
-
-    @property
-    def stopped(self) -> bool:
-        """True when the container exited, died or is crash-looping."""
-        return self.status in ("exited", "dead", "restarting") or self.restart_count > 0
-
-    @property
-    def short_id(self) -> str:
-        return self.id[:12]
 
 
 @dataclass(frozen=True)

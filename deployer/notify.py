@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 import requests
 
 from deployer.config import NotifyTarget, expand_environment
+from deployer.documents import deployment_json, short_digest
 from deployer.models import Deployment
-from deployer.status import deployment_json, short_digest
 
 log = logging.getLogger(__name__)
 BACKLOG = 1000

@@ -6,23 +6,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
-from deployer.adoption import adopt_running
+from deployer.backends.base import Backend
 from deployer.config import Config
 from deployer.deploy import Deployer
-from deployer.docker_backend import Backend
 from deployer.errors import DeployerError, NothingToRollBack
-from deployer.fleet import Fleet, Serving
-from deployer.health import Probe, http_probe
+from deployer.fleet import Fleet
 from deployer.images import prune_images, rollback_target
 from deployer.metrics import Metrics
 from deployer.models import Deployment, DeploymentState, PushEvent
 from deployer.nginx import NginxConfigurator, Runner, run_command
 from deployer.notify import Notifier
-from deployer.ports import port_is_free
 from deployer.queue import DeployQueue
-from deployer.status import service_status
+from deployer.rollout.adoption import adopt_running
+from deployer.rollout.bluegreen import BlueGreen
+from deployer.rollout.health import Probe, http_probe
+from deployer.rollout.ports import port_is_free
 from deployer.store import Store
 
 log = logging.getLogger(__name__)
@@ -52,15 +51,14 @@ class Runtime:
         self.fleet = Fleet(config.services)
         self.stopping = threading.Event()
         self.notifier = Notifier(config.notify, environ)
+        self.bluegreen = BlueGreen(
+            config, backend, self.nginx, self.fleet, self.stopping, probe, is_port_free
+        )
         self.deployer = Deployer(
             config,
-            backend,
-            self.nginx,
             self.store,
-            self.fleet,
             self.stopping,
-            probe,
-            is_port_free,
+            self.bluegreen.rollout,
             on_finished=self.deployment_finished,
         )
         self.queue = DeployQueue(
@@ -145,31 +143,3 @@ class Runtime:
             )
             for name in self.followers(event)
         ]
-
-    def status(self) -> dict[str, Any]:
-        """GET /status."""
-        services = {}
-        for name in self.config.services:
-            history = self.store.history(name, limit=1)
-            serving = self.fleet.serving(name)
-            services[name] = service_status(
-                self.config,
-                name,
-                serving,
-                self.queue.running(name),
-                history[0] if history else None,
-                self.health(serving),
-            )
-        return {"services": services}
-
-    def health(self, serving: Serving | None) -> str | None:
-        """The serving container's state now: healthy / unhealthy / starting / running / ..."""
-        if serving is None:
-            return None
-        try:
-            info = self.backend.inspect(serving.container.id)
-        except DeployerError as err:
-            return f"unknown ({err})"
-        if info.stopped:
-            return f"{info.status} (exit code {info.exit_code})"
-        return info.health or info.status

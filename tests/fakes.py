@@ -9,9 +9,9 @@ from pathlib import Path
 
 import requests
 
-from deployer.containers import ContainerSpec
+from deployer.backends.base import ContainerInfo, ContainerSpec
 from deployer.errors import ContainerError, DockerError, RegistryError
-from deployer.models import ContainerInfo, utc_now
+from deployer.models import utc_now
 from deployer.nginx import CommandResult
 
 

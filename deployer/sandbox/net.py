@@ -7,7 +7,7 @@ import time
 import urllib.error
 import urllib.request
 
-from deployer.ports import port_is_free
+from deployer.rollout.ports import port_is_free
 
 __all__ = [
     "LOOPBACK",

@@ -13,9 +13,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from deployer import create_app
+from deployer.backends.docker import DockerBackend
 from deployer.config import parse_config
 from deployer.demo import dockerhub_payload
-from deployer.docker_backend import DockerBackend
 from deployer.models import Deployment, DeploymentState, Step
 from deployer.runtime import Runtime
 from deployer.sandbox import AppBehaviour, ImageFactory, SandboxNginx

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
+from deployer.backends.docker import DockerBackend
 from deployer.config import parse_config
-from deployer.containers import make_container_spec
-from deployer.docker_backend import DockerBackend
 from deployer.errors import RegistryError
+from deployer.rollout.containers import make_container_spec
 from deployer.sandbox import ImageFactory
 from deployer.sandbox.net import wait_for_http
 

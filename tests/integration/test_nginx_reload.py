@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from deployer.backends.docker import DockerBackend
 from deployer.config import DEFAULT_TEMPLATE, NginxConfig, parse_config
-from deployer.containers import make_container_spec
-from deployer.docker_backend import DockerBackend
 from deployer.errors import NginxError
 from deployer.models import Upstream
 from deployer.nginx import NginxConfigurator
+from deployer.rollout.containers import make_container_spec
 from deployer.sandbox import ImageFactory, SandboxNginx
 from deployer.sandbox.net import LOOPBACK, http_get, wait_for_http
 

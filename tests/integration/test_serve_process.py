@@ -15,8 +15,8 @@ import pytest
 import requests
 import yaml
 
+from deployer.backends.docker import DockerBackend
 from deployer.demo import dockerhub_payload
-from deployer.docker_backend import DockerBackend
 from deployer.models import DeploymentState
 from deployer.runtime import DATABASE
 from deployer.sandbox import AppBehaviour, ImageFactory, SandboxNginx

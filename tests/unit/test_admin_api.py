@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,19 +14,10 @@ from deployer.models import Deployment, DeploymentState
 from deployer.runtime import Runtime
 from tests.conftest import ADMIN_TOKEN, TOKEN, WEB_IMAGE, make_config
 from tests.fakes import FakeBackend
+from tests.helpers import finished
 
 V1, V2, V3 = ("sha256:" + digit * 64 for digit in "123")
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-def finished(runtime: Runtime, deployment_id: str) -> Deployment:
-    deadline = time.monotonic() + 5
-    while True:
-        found = runtime.store.get(deployment_id)
-        if found is not None and found.state.finished and runtime.queue.idle():
-            return found
-        assert time.monotonic() < deadline, found
-        time.sleep(0.01)
 
 
 def release(

@@ -7,12 +7,12 @@ from collections.abc import Callable
 from flask import Flask
 
 from deployer.config import Config
-from deployer.containers import make_container_spec
 from deployer.models import DeploymentState
+from deployer.rollout.containers import make_container_spec
 from deployer.runtime import Runtime
 from tests.conftest import WEB_IMAGE
 from tests.fakes import FakeBackend
-from tests.unit.test_deploy import deploy
+from tests.helpers import deploy
 
 V1 = "sha256:" + "1" * 64
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from deployer.backends.base import ContainerSpec
 from deployer.config import ServiceConfig, parse_config
-from deployer.containers import ContainerSpec, make_container_spec
+from deployer.rollout.containers import make_container_spec
 
 DIGEST = "sha256:" + "cd" * 32
 

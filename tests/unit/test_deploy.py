@@ -5,24 +5,13 @@ from __future__ import annotations
 import pytest
 
 from deployer.models import Deployment, DeploymentState
-from deployer.queue import new_deployment_id
 from deployer.runtime import Runtime
 from tests.conftest import WEB_IMAGE
 from tests.fakes import FakeBackend, FakeNginxCommands
+from tests.helpers import deploy
 
 V1 = "sha256:" + "1" * 64
 V2 = "sha256:" + "2" * 64
-
-
-def deploy(runtime: Runtime, service: str = "web", tag: str = "latest") -> Deployment:
-    deployment = Deployment(
-        id=new_deployment_id(), service=service, trigger="test", image=WEB_IMAGE, tag=tag
-    )
-    runtime.store.save(deployment)
-    runtime.deployer.run(deployment)
-    found = runtime.store.get(deployment.id)
-    assert found is not None
-    return found
 
 
 def step_names(deployment: Deployment) -> list[tuple[str, str]]:
@@ -138,7 +127,7 @@ def test_unknown_tag_fails_at_resolve_naming_the_reference(runtime: Runtime) -> 
 
 def test_full_port_pool_fails_clearly(runtime: Runtime, backend: FakeBackend) -> None:
     backend.push(WEB_IMAGE, "latest", V1)
-    runtime.deployer.is_port_free = lambda port: False
+    runtime.bluegreen.is_port_free = lambda port: False
 
     result = deploy(runtime)
 

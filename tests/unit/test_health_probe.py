@@ -6,7 +6,7 @@ import pytest
 import requests
 import responses
 
-from deployer.health import http_probe
+from deployer.rollout.health import http_probe
 
 URL = "http://127.0.0.1:18000/healthz"
 

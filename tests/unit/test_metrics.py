@@ -8,8 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from deployer.runtime import Runtime
 from tests.conftest import ADMIN_TOKEN, TOKEN, WEB_IMAGE
 from tests.fakes import FakeBackend
-from tests.unit.test_admin_api import finished
-from tests.unit.test_webhook_api import PAYLOAD
+from tests.helpers import PAYLOAD, finished
 
 V1 = "sha256:" + "1" * 64
 V2 = "sha256:" + "2" * 64

@@ -18,7 +18,7 @@ from deployer.notify import Notifier, make_message
 from deployer.runtime import Runtime
 from tests.conftest import ADMIN_TOKEN, ENVIRON, WEB_IMAGE, make_config
 from tests.fakes import FakeBackend
-from tests.unit.test_admin_api import finished
+from tests.helpers import finished
 
 HOOK = "http://127.0.0.1:9/hooks/deployer"
 V1 = "sha256:" + "1" * 64

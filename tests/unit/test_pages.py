@@ -11,7 +11,7 @@ from deployer.models import Deployment, DeploymentState, Step, StepState, utc_no
 from deployer.runtime import Runtime
 from tests.conftest import ADMIN_TOKEN, WEB_IMAGE
 from tests.fakes import FakeBackend
-from tests.unit.test_admin_api import finished
+from tests.helpers import finished
 
 V1 = "sha256:" + "1" * 64
 HOSTILE = '<script>alert("x")</script>'

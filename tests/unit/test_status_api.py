@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from deployer.runtime import Runtime
 from tests.conftest import TOKEN, WEB_IMAGE
 from tests.fakes import FakeBackend
-from tests.unit.test_webhook_api import PAYLOAD
+from tests.helpers import PAYLOAD
 
 V1 = "sha256:" + "1" * 64
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +11,8 @@ from flask.testing import FlaskClient
 
 from deployer.runtime import Runtime
 from tests.conftest import TOKEN
+from tests.helpers import PAYLOAD
 
-PAYLOAD: dict[str, Any] = json.loads(Path("tests/payloads/dockerhub_push.json").read_text())
 URL = f"/webhooks/dockerhub/{TOKEN}"
 
 

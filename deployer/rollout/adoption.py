@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 
+from deployer.backends.base import Backend, ContainerInfo
 from deployer.config import Config
-from deployer.docker_backend import Backend
 from deployer.fleet import Fleet
-from deployer.models import ContainerInfo, DeploymentState, utc_now
+from deployer.models import DeploymentState, utc_now
 from deployer.nginx import NginxConfigurator
 from deployer.store import Store
 

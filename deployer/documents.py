@@ -1,4 +1,4 @@
-"""Pure builders of the JSON documents the API returns."""
+"""Pure builders of the JSON documents the API returns and notifications carry."""
 
 from __future__ import annotations
 

@@ -11,10 +11,9 @@ from collections.abc import Callable
 
 import requests
 
+from deployer.backends.base import Backend, ContainerInfo
 from deployer.config import HealthConfig
-from deployer.docker_backend import Backend
 from deployer.errors import DeploymentCancelled, HealthCheckFailed
-from deployer.models import ContainerInfo
 
 Probe = Callable[[str, float], int]
 

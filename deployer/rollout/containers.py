@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from deployer.backends.base import (
+    LABEL_CONTAINER_PORT,
+    LABEL_DEPLOYMENT,
+    LABEL_DIGEST,
+    LABEL_INSTANCE,
+    LABEL_NETWORK,
+    LABEL_PORT,
+    LABEL_SERVICE,
+    LOOPBACK,
+    ContainerSpec,
+)
 from deployer.config import ServiceConfig
-
-LABEL_SERVICE = "deployer.service"
-LABEL_DIGEST = "deployer.digest"
-LABEL_DEPLOYMENT = "deployer.deployment"
-LABEL_INSTANCE = "deployer.instance"
-LABEL_PORT = "deployer.port"
-LABEL_NETWORK = "deployer.network"
-LABEL_CONTAINER_PORT = "deployer.container-port"
-LOOPBACK = "127.0.0.1"
-
-
-@dataclass(frozen=True)
-class ContainerSpec:
-    """Everything needed to start one container (pure data)."""
-
-    name: str
-    image: str  # repository@sha256:..., never a moving tag
-    labels: dict[str, str]
-    environment: dict[str, str]
-    network: str  # host | bridge | a docker network name
-    host_port: int
-    container_port: int
-    published: dict[str, tuple[str, int]] = field(default_factory=dict)
-
-    @property
-    def address(self) -> str | None:
-        """host:port nginx uses, known before start except on named networks."""
-        if self.network in ("host", "bridge"):
-            return f"{LOOPBACK}:{self.host_port}"
-        return None
 
 
 def container_name(service: str, deployment_id: str) -> str:

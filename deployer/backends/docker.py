@@ -9,13 +9,13 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import docker
 import docker.errors
 import requests
 
-from deployer.containers import (
+from deployer.backends.base import (
     LABEL_CONTAINER_PORT,
     LABEL_DEPLOYMENT,
     LABEL_DIGEST,
@@ -24,28 +24,13 @@ from deployer.containers import (
     LABEL_PORT,
     LABEL_SERVICE,
     LOOPBACK,
+    ContainerInfo,
     ContainerSpec,
 )
 from deployer.errors import ContainerError, DockerError, RegistryError
-from deployer.models import ContainerInfo
 
 log = logging.getLogger(__name__)
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
-
-
-class Backend(Protocol):
-    """What the deployment steps need from a container engine."""
-
-    def resolve(self, image: str, tag: str) -> str: ...
-    def pull(self, image: str, digest: str) -> None: ...
-    def has_image(self, image: str, digest: str) -> bool: ...
-    def remove_image(self, image: str, digest: str) -> None: ...
-    def start(self, spec: ContainerSpec) -> ContainerInfo: ...
-    def inspect(self, container_id: str) -> ContainerInfo: ...
-    def logs(self, container_id: str, tail: int = 20) -> str: ...
-    def stop(self, container_id: str, timeout: float) -> None: ...
-    def remove(self, container_id: str) -> None: ...
-    def list_managed(self, instance: str) -> list[ContainerInfo]: ...
 
 
 class DockerBackend:

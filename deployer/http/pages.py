@@ -10,18 +10,19 @@ from typing import Any
 
 from flask import Blueprint, render_template
 
+from deployer.documents import deployment_json, iso
+from deployer.http.context import current_runtime
+from deployer.http.overview import status_document
 from deployer.models import Deployment, utc_now
 from deployer.runtime import Runtime
-from deployer.status import deployment_json, iso
-from deployer.web import current_runtime
 
-pages = Blueprint("pages", __name__)
+blueprint = Blueprint("pages", __name__)
 HISTORY = 5
 BUSY_REFRESH = 2
 IDLE_REFRESH = 30
 
 
-@pages.app_template_filter("when")
+@blueprint.app_template_filter("when")
 def when(moment: str | None) -> str:
     """`2026-11-24T02:17:01.848741Z` -> `2026-11-24 02:17:01 UTC` (the ISO value in full is
     in the JSON API)."""
@@ -32,7 +33,7 @@ def when(moment: str | None) -> str:
 
 def status_cards(current: Runtime) -> list[dict[str, Any]]:
     """One card per service: its status entry plus its last deployments."""
-    services = current.status()["services"]
+    services = status_document(current)["services"]
     return [
         {
             "name": name,
@@ -47,7 +48,7 @@ def busy(deployments: list[dict[str, Any]]) -> bool:
     return any(item["state"] in ("queued", "running") for item in deployments)
 
 
-@pages.get("/")
+@blueprint.get("/")
 def index() -> str:
     """The status page."""
     cards = status_cards(current_runtime())
@@ -60,7 +61,7 @@ def index() -> str:
     )
 
 
-def deployment_page(current: Runtime, deployment: Deployment) -> str:
+def deployment_page(deployment: Deployment) -> str:
     """One deployment in full; refreshes while it is not finished."""
     item = deployment_json(deployment)
     return render_template(

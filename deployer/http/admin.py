@@ -14,13 +14,13 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deployer.config import DOCKER_TAG
-from deployer.errors import NothingToRollBack, QueueClosed
+from deployer.documents import deployment_json
+from deployer.errors import BadRequest, Forbidden, NotFound, Unauthorized, Unavailable
+from deployer.http.context import current_runtime
 from deployer.models import Deployment
-from deployer.status import deployment_json
-from deployer.web import current_runtime, json_error
 from deployer.webhooks import token_matches
 
-admin = Blueprint("admin", __name__)
+blueprint = Blueprint("admin", __name__)
 DIGEST = r"^sha256:[0-9a-f]{64}$"
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -35,30 +35,23 @@ class RollbackRequest(BaseModel):
     digest: str | None = Field(default=None, pattern=DIGEST)
 
 
-class BadRequest(Exception):
-    """The request body is not what the endpoint takes; the message says why."""
-
-
-@admin.before_request
-def authenticate() -> tuple[Response, int] | None:
+@blueprint.before_request
+def authenticate() -> None:
     """503 when the API is off, 401 without a bearer token, 403 with a wrong one."""
     current = current_runtime()
     if not current.admin_token:
-        return json_error(
-            503,
+        raise Unavailable(
             f"admin API is disabled: set the environment variable "
-            f"{current.config.admin.token_env} (admin.token_env) for deployer serve",
+            f"{current.config.admin.token_env} (admin.token_env) for deployer serve"
         )
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        response, status = json_error(
-            401, "send the admin token as `Authorization: Bearer <token>`"
+        raise Unauthorized(
+            "send the admin token as `Authorization: Bearer <token>`",
+            'Bearer realm="deployer admin"',
         )
-        response.headers["WWW-Authenticate"] = 'Bearer realm="deployer admin"'
-        return response, status
     if not token_matches(token.strip(), current.admin_token):
-        return json_error(403, "wrong admin token")
-    return None
+        raise Forbidden("wrong admin token")
 
 
 def parse_body(model: type[Model]) -> Model:
@@ -79,37 +72,26 @@ def queued(deployment: Deployment) -> tuple[Response, int]:
     return jsonify(deployment_json(deployment)), 202
 
 
-@admin.post("/services/<name>/deploy")
+def known_service(name: str) -> str:
+    if name not in current_runtime().config.services:
+        raise NotFound(f"no service named {name!r} is configured")
+    return name
+
+
+@blueprint.post("/services/<name>/deploy")
 def deploy(name: str) -> tuple[Response, int]:
     """Resolve the tag (default: the one the service follows) and deploy it, through the queue."""
     current = current_runtime()
-    if name not in current.config.services:
-        return json_error(404, f"no service named {name!r} is configured")
-    try:
-        body = parse_body(DeployRequest)
-        tag = body.tag or current.config.services[name].tag
-        return queued(
-            current.deploy_now(name, tag, f"admin deploy {tag} from {request.remote_addr}")
-        )
-    except BadRequest as err:
-        return json_error(400, str(err))
-    except QueueClosed as err:
-        return json_error(503, str(err))
+    known_service(name)
+    body = parse_body(DeployRequest)
+    tag = body.tag or current.config.services[name].tag
+    return queued(current.deploy_now(name, tag, f"admin deploy {tag} from {request.remote_addr}"))
 
 
-@admin.post("/services/<name>/rollback")
+@blueprint.post("/services/<name>/rollback")
 def rollback(name: str) -> tuple[Response, int]:
     """Deploy exactly `digest` (default: the previous succeeded deployment's), recorded as usual."""
-    current = current_runtime()
-    if name not in current.config.services:
-        return json_error(404, f"no service named {name!r} is configured")
-    try:
-        body = parse_body(RollbackRequest)
-        trigger = f"admin rollback from {request.remote_addr}"
-        return queued(current.rollback(name, body.digest, trigger))
-    except BadRequest as err:
-        return json_error(400, str(err))
-    except NothingToRollBack as err:
-        return json_error(409, str(err))
-    except QueueClosed as err:
-        return json_error(503, str(err))
+    known_service(name)
+    body = parse_body(RollbackRequest)
+    trigger = f"admin rollback from {request.remote_addr}"
+    return queued(current_runtime().rollback(name, body.digest, trigger))

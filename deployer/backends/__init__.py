@@ -1,0 +1,1 @@
+"""Container engines: the Backend protocol (base.py) and its implementations (docker.py)."""

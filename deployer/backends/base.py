@@ -1,0 +1,83 @@
+"""What a rollout needs from a container engine: the Backend protocol and its data types.
+
+No `docker` import here: the strategies, the health gate and adoption depend on this module
+only, and tests give them a fake at this seam.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+LABEL_SERVICE = "deployer.service"
+LABEL_DIGEST = "deployer.digest"
+LABEL_DEPLOYMENT = "deployer.deployment"
+LABEL_INSTANCE = "deployer.instance"
+LABEL_PORT = "deployer.port"
+LABEL_NETWORK = "deployer.network"
+LABEL_CONTAINER_PORT = "deployer.container-port"
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything needed to start one container (pure data)."""
+
+    name: str
+    image: str  # repository@sha256:..., never a moving tag
+    labels: dict[str, str]
+    environment: dict[str, str]
+    network: str  # host | bridge | a docker network name
+    host_port: int
+    container_port: int
+    published: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str | None:
+        """host:port nginx uses, known before start except on named networks."""
+        if self.network in ("host", "bridge"):
+            return f"{LOOPBACK}:{self.host_port}"
+        return None
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """A container deployer manages, as read from the engine."""
+
+    id: str
+    name: str
+    service: str
+    image: str
+    digest: str
+    deployment: str
+    address: str  # host:port that nginx and the health check use
+    status: str  # created | running | exited | restarting | dead | ...
+    health: str | None  # the image HEALTHCHECK's status, None when the image has none
+    started_at: datetime | None
+    restart_count: int = 0
+    exit_code: int | None = None
+
+    @property
+    def stopped(self) -> bool:
+        """True when the container exited, died or is crash-looping."""
+        return self.status in ("exited", "dead", "restarting") or self.restart_count > 0
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+class Backend(Protocol):
+    """What the deployment steps need from a container engine."""
+
+    def resolve(self, image: str, tag: str) -> str: ...
+    def pull(self, image: str, digest: str) -> None: ...
+    def has_image(self, image: str, digest: str) -> bool: ...
+    def remove_image(self, image: str, digest: str) -> None: ...
+    def start(self, spec: ContainerSpec) -> ContainerInfo: ...
+    def inspect(self, container_id: str) -> ContainerInfo: ...
+    def logs(self, container_id: str, tail: int = 20) -> str: ...
+    def stop(self, container_id: str, timeout: float) -> None: ...
+    def remove(self, container_id: str) -> None: ...
+    def list_managed(self, instance: str) -> list[ContainerInfo]: ...

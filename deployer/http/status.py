@@ -1,0 +1,66 @@
+"""Read endpoints: GET /healthz, /status, /metrics, /deployments and /deployments/<id>."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from deployer.documents import deployment_json
+from deployer.errors import BadRequest, NotFound
+from deployer.http import pages
+from deployer.http.context import current_runtime
+from deployer.http.overview import status_document
+
+blueprint = Blueprint("status", __name__)
+MAX_LIMIT = 500
+
+
+@blueprint.get("/healthz")
+def healthz() -> tuple[Any, int]:
+    return jsonify({"status": "stopping" if current_runtime().stopping.is_set() else "ok"}), 200
+
+
+@blueprint.get("/status")
+def service_status() -> Any:
+    return jsonify(status_document(current_runtime()))
+
+
+@blueprint.get("/metrics")
+def metrics() -> Response:
+    return Response(current_runtime().metrics.render(), content_type=CONTENT_TYPE_LATEST)
+
+
+@blueprint.get("/deployments")
+def deployments() -> Any:
+    current = current_runtime()
+    service = request.args.get("service")
+    if service is not None and service not in current.config.services:
+        raise NotFound(f"no service named {service!r} is configured")
+    raw_limit = request.args.get("limit", "20")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise BadRequest(f"limit: expected a whole number from 1 to {MAX_LIMIT}, got {raw_limit!r}")
+    found = current.store.history(service, int(raw_limit))
+    return jsonify({"deployments": [deployment_json(item) for item in found]})
+
+
+@blueprint.get("/deployments/<deployment_id>")
+def deployment(deployment_id: str) -> Any:
+    """JSON, or the deployment's page when the client prefers HTML (a browser)."""
+    found = current_runtime().store.get(deployment_id)
+    html = wants_html()
+    if found is None:
+        if html:
+            return pages.not_found(f"No deployment with id {deployment_id!r}."), 404
+        raise NotFound(f"no deployment with id {deployment_id!r}")
+    if html:
+        return pages.deployment_page(found)
+    return jsonify(deployment_json(found))
+
+
+def wants_html() -> bool:
+    if request.args.get("format") == "json":
+        return False
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
