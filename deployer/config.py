@@ -6,6 +6,7 @@ Every problem is reported with its path (`services.web.health.timeout: expected 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -35,6 +36,8 @@ SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 DOCKER_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PORT_NUMBER = re.compile(r"[0-9]{1,5}")
+MAX_SECONDS = 86400.0  # one day: longer is a typo, and Event.wait() overflows near infinity
 
 
 def _seconds(value: Any) -> float:
@@ -42,14 +45,32 @@ def _seconds(value: Any) -> float:
         raise PydanticCustomError(
             "seconds", "expected seconds (a number), got {value}", {"value": repr(value)}
         )
+    if not math.isfinite(value):
+        raise PydanticCustomError(
+            "seconds", "expected a finite number of seconds, got {value}", {"value": repr(value)}
+        )
     if value < 0:
         raise PydanticCustomError(
             "seconds", "expected seconds >= 0, got {value}", {"value": repr(value)}
         )
+    if value > MAX_SECONDS:
+        raise PydanticCustomError(
+            "seconds", "expected seconds <= 86400 (one day), got {value}", {"value": repr(value)}
+        )
     return float(value)
 
 
+def _positive_seconds(value: Any) -> float:
+    seconds = _seconds(value)
+    if seconds == 0:
+        raise PydanticCustomError(
+            "seconds", "expected seconds > 0, got {value}", {"value": repr(value)}
+        )
+    return seconds
+
+
 Seconds = Annotated[float, BeforeValidator(_seconds)]
+PositiveSeconds = Annotated[float, BeforeValidator(_positive_seconds)]  # a wait between tries
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -120,7 +141,7 @@ class HealthConfig(_Frozen):
 
     path: str = "/healthz"
     timeout: Seconds = 30.0
-    interval: Seconds = 0.5
+    interval: PositiveSeconds = 0.5
 
     @field_validator("path")
     @classmethod
@@ -197,7 +218,7 @@ class NotifyTarget(_Frozen):
     url: str
     format: Literal["json", "slack"] = "json"
     on: list[FinishedState] = Field(default_factory=_succeeded_and_failed, min_length=1)
-    timeout: Seconds = 5.0
+    timeout: PositiveSeconds = 5.0
     attempts: int = Field(default=3, ge=1, le=10)
 
 
@@ -284,15 +305,23 @@ def load_config(
 ) -> Config:
     """Read and validate the YAML file at path."""
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as err:
         raise ConfigError(str(path), [f"(file): cannot read: {err.strerror}"]) from None
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as err:
+        line_number = raw[: err.start].count(b"\n") + 1
+        problem = f"not UTF-8 text: byte {raw[err.start]:#04x} on line {line_number}"
+        raise ConfigError(str(path), [f"(file): {problem}; save it as UTF-8"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         line = f"line {where.line + 1}: " if where is not None else ""
         raise ConfigError(str(path), [f"(yaml): {line}{getattr(err, 'problem', err)}"]) from None
+    except RecursionError:
+        raise ConfigError(str(path), ["(yaml): nested too deeply"]) from None
     return parse_config(data, str(path), environ, require_secrets)
 
 
@@ -311,7 +340,7 @@ def _apply_environment_overrides(
         server["host"] = environ["HTTP_HOST"]
     if environ.get("HTTP_PORT"):
         raw = environ["HTTP_PORT"]
-        if raw.isdigit():
+        if PORT_NUMBER.fullmatch(raw) and 1 <= int(raw) <= 65535:
             server["port"] = int(raw)
         else:
             problems.append(f"HTTP_PORT (environment): expected a port number, got {raw!r}")
@@ -345,6 +374,7 @@ def _cross_checks(config: Config) -> list[str]:
 def _secret_checks(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
     problems = _token_check(data, "webhooks", WebhooksConfig().token_env, environ, required=True)
     problems += _token_check(data, "admin", AdminConfig().token_env, environ, required=False)
+    problems += _distinct_tokens(data, environ)
     targets = data.get("notify")
     for index, target in enumerate(targets if isinstance(targets, list) else []):
         url = target.get("url") if isinstance(target, dict) else None
@@ -371,6 +401,25 @@ def _token_check(
             f"use a random token of at least {MIN_TOKEN_LENGTH}"
         ]
     return []
+
+
+def _token_name(data: dict[str, Any], section: str, default: str) -> str:
+    block = data.get(section)
+    name = block.get("token_env", default) if isinstance(block, dict) else default
+    return name if isinstance(name, str) else default
+
+
+def _distinct_tokens(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """The webhook URL is stored at the registry: its token must not open anything else."""
+    webhook = _token_name(data, "webhooks", WebhooksConfig().token_env)
+    admin = _token_name(data, "admin", AdminConfig().token_env)
+    if not environ.get(webhook) or environ.get(webhook) != environ.get(admin):
+        return []
+    return [
+        f"admin.token_env: {admin} holds the same value as {webhook} (webhooks.token_env); "
+        "the webhook URL is stored at the registry, so it must not also be an admin "
+        "credential: use two different random tokens"
+    ]
 
 
 def expand_environment(text: str, environ: Mapping[str, str]) -> str:

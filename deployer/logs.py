@@ -33,7 +33,11 @@ class RedactSecrets(logging.Filter):
         self.secrets = [secret for secret in secrets if secret]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = self.redact(record.getMessage()), None
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a log call whose arguments do not fit its format
+            message = f"{record.msg} (log arguments did not fit: {record.args!r})"
+        record.msg, record.args = self.redact(message), None
         if record.exc_info:
             record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None

@@ -16,7 +16,8 @@ from deployer.nginx import CommandResult
 
 
 class FakeBackend:
-    """An engine in memory. Images behave as registered: 'serve', 'exit' or 'silent'."""
+    """An engine in memory. Images behave as registered: 'serve', 'exit', 'silent' or
+    'crashloop' (keeps crashing; its restart policy brings it back each time)."""
 
     def __init__(self) -> None:
         self.tags: dict[tuple[str, str], str] = {}
@@ -59,6 +60,7 @@ class FakeBackend:
         if any(container.name == spec.name for container in self.containers.values()):
             raise ContainerError(spec.name, f"cannot start {spec.name}: name in use")
         exited = self.behaviour[digest] == "exit"
+        restarts = 2 if self.behaviour[digest] == "crashloop" else 0
         info = ContainerInfo(
             id=f"{next(self._ids):064x}",
             name=spec.name,
@@ -71,6 +73,7 @@ class FakeBackend:
             health=None,
             started_at=utc_now(),
             exit_code=3 if exited else None,
+            restart_count=restarts,
         )
         self.containers[info.id] = info
         self.instance_of[info.id] = spec.labels["deployer.instance"]
@@ -103,6 +106,13 @@ class FakeBackend:
 
     def crash(self, container_id: str) -> None:
         self.containers[container_id] = replace(self.containers[container_id], status="exited")
+
+    def restarted_by_docker(self, container_id: str) -> None:
+        """The app crashed and its restart policy brought it back: running again."""
+        container = self.containers[container_id]
+        self.containers[container_id] = replace(
+            container, status="running", restart_count=container.restart_count + 1
+        )
 
     def probe(self, url: str, timeout: float) -> int:
         """The HTTP health probe against this engine's containers."""

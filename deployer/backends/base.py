@@ -60,8 +60,12 @@ class ContainerInfo:
 
     @property
     def stopped(self) -> bool:
-        """True when the container exited, died or is crash-looping."""
-        return self.status in ("exited", "dead", "restarting") or self.restart_count > 0
+        """True when the container exited, died or is between two restarts.
+
+        A container its restart policy brought back is running: the restart count matters to
+        the health gate of a *new* container only (deployer/rollout/health.py).
+        """
+        return self.status in ("exited", "dead", "restarting")
 
     @property
     def short_id(self) -> str:

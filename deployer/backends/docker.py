@@ -6,9 +6,10 @@ The client is built lazily on first use, never at import time.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import docker
@@ -31,6 +32,9 @@ from deployer.errors import ContainerError, DockerError, RegistryError
 
 log = logging.getLogger(__name__)
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
+DOCKER_TIME = re.compile(
+    r"(?P<when>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(?P<fraction>\d+))?(?P<zone>Z|[+-]\d\d:\d\d)?"
+)
 
 
 class DockerBackend:
@@ -210,9 +214,11 @@ def _address(attrs: dict[str, Any], labels: dict[str, str]) -> str:
 
 
 def _parse_time(value: str | None) -> datetime | None:
-    if not value or value.startswith("0001-"):
+    """Docker's RFC 3339 time (nanoseconds, or no fraction at all) as aware UTC; None if unset."""
+    match = DOCKER_TIME.fullmatch(value or "")
+    if match is None or match["when"].startswith("0001-"):
         return None
-    # Docker prints nanoseconds; Python takes at most microseconds.
-    head, _, rest = value.partition(".")
-    fraction = "".join(ch for ch in rest if ch.isdigit())[:6]
-    return datetime.fromisoformat(f"{head}.{fraction or '0'}+00:00")
+    fraction = (match["fraction"] or "0")[:6]  # Python takes at most microseconds
+    zone = "+00:00" if match["zone"] in (None, "Z") else match["zone"]
+    moment = datetime.fromisoformat(f"{match['when']}.{fraction}{zone}")
+    return moment.astimezone(UTC)

@@ -19,8 +19,13 @@ Probe = Callable[[str, float], int]
 
 
 def http_probe(url: str, timeout: float) -> int:
-    """GET url; return the HTTP status (raises requests exceptions when nothing answers)."""
-    return requests.get(url, timeout=timeout, allow_redirects=False).status_code
+    """GET url; return the HTTP status (raises requests exceptions when nothing answers).
+
+    The container is on this host: HTTP(S)_PROXY from deployer's environment must not apply.
+    """
+    with requests.Session() as session:
+        session.trust_env = False
+        return session.get(url, timeout=timeout, allow_redirects=False).status_code
 
 
 def wait_until_healthy(
@@ -38,6 +43,13 @@ def wait_until_healthy(
         info = backend.inspect(container.id)
         if info.stopped:
             raise _failure(backend, info, f"exited (status {info.exit_code}) before it was healthy")
+        if info.restart_count:
+            raise _failure(
+                backend,
+                info,
+                f"was restarted {info.restart_count} times by its restart policy (it crashed) "
+                "before it was healthy",
+            )
         if info.health == "unhealthy":
             raise _failure(backend, info, "reported unhealthy by its image HEALTHCHECK")
         last = _probe_once(url, probe, health)

@@ -9,8 +9,13 @@ LOOPBACK = "127.0.0.1"
 
 
 def port_is_free(port: int) -> bool:
-    """True when 127.0.0.1:port can be bound (no listener there, on loopback or any address)."""
+    """True when 127.0.0.1:port can be bound (no listener there, on loopback or any address).
+
+    SO_REUSEADDR, as servers set it: a port the retired container just closed sits in TIME-WAIT
+    for a minute, and that does not keep a new app from listening there.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LOOPBACK, port))
         except OSError:

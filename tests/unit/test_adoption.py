@@ -54,3 +54,23 @@ def test_restart_removes_the_leftover_of_an_interrupted_deployment(
 
     assert [c.name for c in backend.running("web")] == [done.container]
     assert leftover.id not in backend.containers
+
+
+def test_restart_keeps_a_container_docker_restarted_once(
+    make_app: Callable[..., Flask], config: Config, backend: FakeBackend
+) -> None:
+    first: Runtime = make_app(config).extensions["deployer"]
+    backend.push(WEB_IMAGE, "latest", V1)
+    done = deploy(first)
+    first.stop(1)
+    [container] = backend.running("web")
+    backend.restarted_by_docker(container.id)  # crashed at night, back by `unless-stopped`
+
+    second: Runtime = make_app(config).extensions["deployer"]
+    second.start()
+
+    assert [c.name for c in backend.running("web")] == [done.container]
+    assert second.fleet.serving("web").container.name == done.container  # type: ignore[union-attr]
+    web_block = second.nginx.output.read_text().split("upstream web {")[1].split("}")[0]
+    assert "server 127.0.0.1:18000;" in web_block
+    assert "down" not in web_block

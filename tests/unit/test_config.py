@@ -178,3 +178,72 @@ def test_example_config_is_valid() -> None:
 )
 def test_config_path_precedence(cli: str | None, environ: dict[str, str], expected: str) -> None:
     assert resolve_config_path(cli, environ) == Path(expected)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"health": {"timeout": float("nan")}}, "services.web.health.timeout: expected a finite"),
+        ({"drain": float("inf")}, "services.web.drain: expected a finite"),
+        ({"stop_timeout": 1e300}, "services.web.stop_timeout: expected seconds <= 86400"),
+        ({"health": {"interval": 0}}, "services.web.health.interval: expected seconds > 0"),
+    ],
+)
+def test_seconds_must_be_finite_bounded_and_intervals_positive(
+    change: dict[str, Any], expected: str
+) -> None:
+    found = problems_of({"services": {"web": {**WEB, **change}}})
+
+    assert any(problem.startswith(expected) for problem in found), found
+
+
+def test_nan_written_in_yaml_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "deployer.yml"
+    path.write_text("queue:\n  coalesce: .nan\nnginx:\n  reload_timeout: .inf\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ=TOKEN_ENV)
+
+    assert sorted(problem.split(":")[0] for problem in caught.value.problems) == [
+        "nginx.reload_timeout",
+        "queue.coalesce",
+    ]
+
+
+def test_the_webhook_token_may_not_double_as_the_admin_token() -> None:
+    same = {**TOKEN_ENV, "DEPLOYER_ADMIN_TOKEN": TOKEN_ENV["DEPLOYER_TOKEN"]}
+
+    assert problems_of({"services": {}}, environ=same) == [
+        "admin.token_env: DEPLOYER_ADMIN_TOKEN holds the same value as DEPLOYER_TOKEN "
+        "(webhooks.token_env); the webhook URL is stored at the registry, so it must not "
+        "also be an admin credential: use two different random tokens"
+    ]
+
+
+@pytest.mark.parametrize("value", ["²", "5000x", "-1", "99999999999999999999"])
+def test_http_port_from_the_environment_must_be_a_port_number(value: str) -> None:
+    found = problems_of({"services": {}}, environ={**TOKEN_ENV, "HTTP_PORT": value})
+
+    assert found == [f"HTTP_PORT (environment): expected a port number, got {value!r}"]
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "deployer.yml"
+    path.write_bytes(b"services:\n  web:\n    image: caf\xe9\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ=TOKEN_ENV)
+
+    assert caught.value.problems == [
+        "(file): not UTF-8 text: byte 0xe9 on line 3; save it as UTF-8"
+    ]
+
+
+def test_deeply_nested_yaml_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "deployer.yml"
+    path.write_text("services: " + "[" * 5000 + "]" * 5000 + "\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ=TOKEN_ENV)
+
+    assert caught.value.problems == ["(yaml): nested too deeply"]

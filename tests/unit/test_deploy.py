@@ -148,3 +148,19 @@ def test_stop_before_the_switch_rolls_back(runtime: Runtime, backend: FakeBacken
     assert "deployer is stopping" in (result.error or "")
     assert backend.running("web") == []
     assert not runtime.nginx.output.exists()
+
+
+def test_new_container_restarted_by_its_policy_fails_the_health_gate(
+    runtime: Runtime, backend: FakeBackend
+) -> None:
+    backend.push(WEB_IMAGE, "latest", V1)
+    good = deploy(runtime)
+    backend.push(WEB_IMAGE, "latest", V2, behaviour="crashloop")
+
+    result = deploy(runtime)
+
+    assert result.state is DeploymentState.FAILED
+    assert "was restarted 2 times by its restart policy (it crashed) before it was healthy" in (
+        result.error or ""
+    )
+    assert [c.name for c in backend.running("web")] == [good.container]

@@ -24,3 +24,18 @@ def test_probe_raises_when_nothing_answers() -> None:
 
     with pytest.raises(requests.ConnectionError):
         http_probe(URL, timeout=1)
+
+
+def test_probe_ignores_proxy_settings_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "")
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mocked:
+        mocked.get(URL, status=200)
+
+        assert http_probe(URL, timeout=1) == 200
+        assert mocked.calls[0].request.url == URL
+        # trust_env=False: requests never looked at the proxy variables
+        assert mocked.calls[0].request.req_kwargs.get("proxies") in (None, {})  # type: ignore[attr-defined]

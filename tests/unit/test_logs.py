@@ -87,3 +87,16 @@ def test_json_lines_carry_the_deployment_and_service_and_stay_redacted() -> None
         "deployment": "d1",
         "service": "web",
     }
+
+
+def test_a_badly_formatted_log_call_is_still_logged_and_redacted(
+    captured: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = captured
+
+    logger.info("two placeholders %s %s but one argument", SECRET)
+
+    line = stream.getvalue()
+    assert "two placeholders %s %s but one argument" in line
+    assert SECRET not in line
+    assert REDACTED in line
