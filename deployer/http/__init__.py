@@ -42,7 +42,12 @@ def register(app: Flask) -> None:
             if request.blueprint == webhooks.blueprint.name:
                 current_runtime().metrics.webhook(dockerhub.SOURCE, "too_large")
             return json_error(413, f"request body is larger than {MAX_BODY} bytes")
-        return json_error(code, err.description or err.name)
+        response, _ = json_error(code, err.description or err.name)
+        # werkzeug's own headers for this error (Allow on a 405), not its HTML content type
+        for name, value in err.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, code
 
     @app.errorhandler(Exception)
     def unexpected(err: Exception) -> tuple[Any, int]:

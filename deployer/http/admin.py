@@ -7,17 +7,17 @@ in constant time). Work goes through the same queue as webhooks: 202 with the de
 
 from __future__ import annotations
 
-import json
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from flask import Blueprint, Response, jsonify, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from flask import Blueprint, Response, jsonify, request, url_for
+from pydantic import BaseModel, ConfigDict, Field
 
 from deployer.config import DOCKER_TAG
 from deployer.documents import deployment_json
-from deployer.errors import BadRequest, Forbidden, NotFound, Unauthorized, Unavailable
+from deployer.errors import Forbidden, NotFound, Unauthorized, Unavailable
 from deployer.http.context import current_runtime
 from deployer.models import Deployment
+from deployer.payloads import load_json, to_model
 from deployer.webhooks import token_matches
 
 blueprint = Blueprint("admin", __name__)
@@ -57,19 +57,14 @@ def authenticate() -> None:
 def parse_body(model: type[Model]) -> Model:
     """The JSON body as `model` (an empty body means all defaults); BadRequest names the field."""
     raw = request.get_data(cache=False)
-    try:
-        data: Any = json.loads(raw) if raw.strip() else {}
-        return model.model_validate(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BadRequest(f"body is not valid JSON: {err}") from None
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(body)"
-        raise BadRequest(f"{where}: {first['msg'].lower()}") from None
+    return to_model(model, load_json(raw) if raw.strip() else {})
 
 
 def queued(deployment: Deployment) -> tuple[Response, int]:
-    return jsonify(deployment_json(deployment)), 202
+    """202 with the deployment, and its URL in Location."""
+    response = jsonify(deployment_json(deployment))
+    response.headers["Location"] = url_for("status.deployment", deployment_id=deployment.id)
+    return response, 202
 
 
 def known_service(name: str) -> str:

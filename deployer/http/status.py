@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -15,6 +16,22 @@ from deployer.http.overview import status_document
 
 blueprint = Blueprint("status", __name__)
 MAX_LIMIT = 500
+DIGITS = re.compile(r"[0-9]{1,4}")  # ASCII only: '²'.isdigit() is true, int('²') fails
+
+
+@blueprint.after_request
+def vary_on_accept(response: Response) -> Response:
+    """A deployment is JSON or a page depending on Accept: caches must know."""
+    if request.endpoint == "status.deployment":
+        response.vary.add("Accept")
+    return response
+
+
+def parse_limit(raw: str) -> int:
+    """The `limit` query parameter: a whole number from 1 to MAX_LIMIT."""
+    if not DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
+        raise BadRequest(f"limit: expected a whole number from 1 to {MAX_LIMIT}, got {raw!r}")
+    return int(raw)
 
 
 @blueprint.get("/healthz")
@@ -38,10 +55,7 @@ def deployments() -> Any:
     service = request.args.get("service")
     if service is not None and service not in current.config.services:
         raise NotFound(f"no service named {service!r} is configured")
-    raw_limit = request.args.get("limit", "20")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        raise BadRequest(f"limit: expected a whole number from 1 to {MAX_LIMIT}, got {raw_limit!r}")
-    found = current.store.history(service, int(raw_limit))
+    found = current.store.history(service, parse_limit(request.args.get("limit", "20")))
     return jsonify({"deployments": [deployment_json(item) for item in found]})
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify, request, url_for
 
 from deployer.errors import BadWebhook, Forbidden, QueueClosed
 from deployer.http.context import current_runtime
@@ -32,9 +32,18 @@ def dockerhub_push(token: str) -> tuple[Any, int]:
         count(dockerhub.SOURCE, "unavailable")
         raise
     count(dockerhub.SOURCE, "accepted" if queued else "ignored")
-    body: dict[str, Any] = {
-        "deployments": [{"id": item.id, "service": item.service} for item in queued]
-    }
+    listed = [
+        {
+            "id": item.id,
+            "service": item.service,
+            "url": url_for("status.deployment", deployment_id=item.id),
+        }
+        for item in queued
+    ]
+    body: dict[str, Any] = {"deployments": listed}
     if not queued:
         body["reason"] = f"no configured service follows {event.repository}:{event.tag}"
-    return jsonify(body), 202
+    response = jsonify(body)
+    if listed:
+        response.headers["Location"] = listed[0]["url"]
+    return response, 202

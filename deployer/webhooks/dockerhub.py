@@ -7,14 +7,12 @@ it is a hint, and the deployment resolves the tag at the registry again.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from deployer.config import DOCKER_TAG
 from deployer.errors import BadWebhook
 from deployer.models import PushEvent
+from deployer.payloads import load_json, to_model
 
 SOURCE = "dockerhub"
 
@@ -38,16 +36,7 @@ class _Payload(BaseModel):
 
 def parse(body: bytes) -> PushEvent:
     """The push described by a Docker Hub webhook body; BadWebhook names what is wrong."""
-    try:
-        data: Any = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BadWebhook(f"body is not valid JSON: {err}") from None
-    try:
-        payload = _Payload.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(body)"
-        raise BadWebhook(f"{where}: {first['msg'].lower()}") from None
+    payload = to_model(_Payload, load_json(body, BadWebhook), BadWebhook)
     return PushEvent(
         source=SOURCE,
         repository=payload.repository.repo_name,
