@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Protocol
 
 from deployer.config import Config, ServiceConfig
-from deployer.errors import DeployerError, DeploymentCancelled
+from deployer.errors import DeployerError, DeploymentCancelled, FinishLater
 from deployer.logs import about
 from deployer.models import Deployment, DeploymentState, Step, StepState, utc_now
 from deployer.store import Store
@@ -32,6 +32,10 @@ class Steps:
         self.store = store
         self.stopping = stopping
 
+    def save(self) -> None:
+        """Record the deployment as it is now (e.g. a name chosen before the engine acts)."""
+        self.store.save(self.deployment)
+
     @contextmanager
     def __call__(self, name: str, cancellable: bool = True) -> Iterator[Step]:
         """Run one step; it is recorded running, then succeeded or failed (with why)."""
@@ -44,6 +48,8 @@ class Steps:
         self.store.save(deployment)
         try:
             yield step
+        except FinishLater:
+            raise  # not the step's failure: the deployment pauses until the next start
         except BaseException as err:
             step.state = StepState.FAILED
             step.detail = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -95,7 +101,7 @@ class Deployer:
     def run(self, deployment: Deployment) -> None:
         """Carry out deployment; every outcome is recorded in the store, nothing is raised."""
         deployment.state = DeploymentState.RUNNING
-        deployment.started_at = utc_now()
+        deployment.started_at = deployment.started_at or utc_now()  # kept when resumed
         self.store.save(deployment)
         rollout: Rollout | None = None
         try:
@@ -106,6 +112,16 @@ class Deployer:
                 deployment, service, Steps(deployment, self.store, self.stopping)
             )
             deployment.state = rollout.run()
+        except FinishLater as err:
+            self.store.save(deployment)  # stays `running`: the next start finishes it
+            log.info(
+                "deployment %s of %s paused: %s",
+                deployment.id,
+                deployment.service,
+                err,
+                extra=about(deployment),
+            )
+            return
         except DeployerError as err:
             self._fail(deployment, rollout, str(err))
         except Exception as err:

@@ -14,11 +14,13 @@ DeployerError
 │   └── QueueClosed        the service is shutting down and takes no new work
 ├── DockerError            the Docker engine refused or failed an operation
 │   ├── RegistryError      a tag could not be resolved or an image not pulled
-│   └── ContainerError     a container could not be started, or exited, or is missing
+│   └── ContainerError     a container could not be started, or exited
+│       └── ContainerMissing   the container is not on the engine
 ├── HealthCheckFailed      a new container did not become healthy in time
 ├── NginxError             rendering, testing or reloading the nginx config failed
 ├── NoFreePort             every port of a service's pool is taken
 ├── DeploymentCancelled    the deployer is stopping; the deployment was rolled back
+├── FinishLater            the deployer is stopping after the switch; the next start finishes it
 └── NothingToRollBack      a rollback has no target (no earlier succeeded deployment) (409)
 """
 
@@ -105,6 +107,10 @@ class ContainerError(DockerError):
         super().__init__(message)
 
 
+class ContainerMissing(ContainerError):
+    """Container `name` is not on the engine (removed, or never created)."""
+
+
 class HealthCheckFailed(DeployerError):
     """Container `name` did not become healthy; `logs` holds its last lines."""
 
@@ -132,6 +138,11 @@ class NoFreePort(DeployerError):
 
 class DeploymentCancelled(DeployerError):
     """The deployer is stopping; the half-done deployment was rolled back."""
+
+
+class FinishLater(DeployerError):
+    """The deployer is stopping after a deployment's switch: it stays `running`, and the next
+    start finishes it (drain, retire) instead of waiting past the stop budget now."""
 
 
 class NothingToRollBack(DeployerError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,21 +20,24 @@ class Serving:
 
 
 class Fleet:
-    """The serving container per service. Switches are serialised so renders never go stale."""
+    """The serving container per service.
+
+    Switches are serialised (so a render never goes stale) by a lock that readers never take:
+    the mapping is replaced whole once a switch succeeded, so /status, /metrics and the page
+    never wait on `nginx -t`, a reload or its confirmation.
+    """
 
     def __init__(self, services: Iterable[str]) -> None:
         self._services = sorted(services)
-        self._serving: dict[str, Serving] = {}
-        self._lock = threading.RLock()
+        self._serving: Mapping[str, Serving] = {}
+        self._switching = threading.Lock()
 
     def serving(self, service: str) -> Serving | None:
-        with self._lock:
-            return self._serving.get(service)
+        return self._serving.get(service)
 
     def upstreams(self, replace: dict[str, ContainerInfo] | None = None) -> list[Upstream]:
         """One upstream per configured service, with `replace` standing in for current ones."""
-        with self._lock:
-            current = {name: serving.container for name, serving in self._serving.items()}
+        current = {name: serving.container for name, serving in self._serving.items()}
         current.update(replace or {})
         return [_upstream(name, current.get(name)) for name in self._services]
 
@@ -46,14 +49,14 @@ class Fleet:
         since: datetime | None = None,
     ) -> None:
         """Apply the upstreams with `container` serving `service`; record it only on success."""
-        with self._lock:
+        with self._switching:
             apply(self.upstreams({service: container}))
-            self._serving[service] = Serving(container, since or utc_now())
+            self._serving = {**self._serving, service: Serving(container, since or utc_now())}
 
     def adopt(self, service: str, container: ContainerInfo, since: datetime) -> None:
         """Record a container found running at start (nginx is re-rendered afterwards)."""
-        with self._lock:
-            self._serving[service] = Serving(container, since)
+        with self._switching:
+            self._serving = {**self._serving, service: Serving(container, since)}
 
 
 def _upstream(service: str, container: ContainerInfo | None) -> Upstream:

@@ -48,11 +48,15 @@ class DeploymentState(enum.StrEnum):
 FINISHED_STATES = frozenset(state.value for state in DeploymentState if state.finished)
 
 
+SWITCH_STEP = "nginx"  # the step after which the new release is the one that serves
+
+
 class StepState(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"  # deployer stopped or was killed while it ran
 
 
 @dataclass
@@ -85,3 +89,22 @@ class Deployment:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     steps: list[Step] = field(default_factory=list)
+
+    def last_step(self, name: str) -> Step | None:
+        """The newest recorded step called name."""
+        return next((step for step in reversed(self.steps) if step.name == name), None)
+
+    @property
+    def switched_at(self) -> datetime | None:
+        """When nginx started sending traffic to this deployment's container, if it did.
+
+        From then on that container is the one that serves: a restart finishes this deployment
+        (drain, retire) and never rolls it back.
+        """
+        step = self.last_step(SWITCH_STEP)
+        return step.finished_at if step and step.state is StepState.SUCCEEDED else None
+
+    @property
+    def reached_nginx(self) -> bool:
+        """True once the nginx step began: nginx may have been told about the new container."""
+        return self.last_step(SWITCH_STEP) is not None

@@ -1,7 +1,8 @@
 """nginx upstreams: render_upstreams() (pure) and NginxConfigurator.apply() (transactional).
 
 apply(): render, write beside the target, keep the previous text, swap, run the test command,
-reload; on any failure put the previous file back so nginx keeps what it had.
+reload; on any failure put the previous file back (and, when nginx may have been signalled
+already, test and reload it again) so nginx keeps what it had.
 """
 
 from __future__ import annotations
@@ -95,29 +96,57 @@ class NginxConfigurator:
         self.backups = backups
         self._run = run
         self._lock = threading.Lock()
+        # True once nginx is known to run the file on disk (a successful apply); False at first
+        # and after a restore nginx could not be reloaded with: then nginx may still send
+        # traffic to containers the file no longer names, and those must not be removed yet.
+        self.in_sync = False
 
     def render(self, upstreams: Sequence[Upstream]) -> str:
         """Render the current template (read afresh, so template edits apply) for upstreams."""
         return render_upstreams(load_template(self.config.template), upstreams)
 
-    def apply(self, upstreams: Sequence[Upstream]) -> bool:
-        """Write, test and reload; return False when the file already held this text."""
+    def apply(self, upstreams: Sequence[Upstream], force: bool = False) -> bool:
+        """Write, test and reload; return False when nothing needed doing.
+
+        force: reload even when the file already holds this text (at start, after a crash,
+        nginx may run another file than the one on disk). On failure the previous file is put
+        back, and if nginx may have been signalled it is tested and reloaded again with it.
+        """
         text = self.render(upstreams)
         with self._lock:
             previous = self._read_current()
-            if previous == text:
+            if previous == text and self.in_sync and not force:
                 return False
-            if previous is not None:
+            if previous is not None and previous != text:
                 self._back_up(previous)
             self._swap_in(text)
             try:
                 self._check(self.config.test, "test")
-                self._reload()
-            except NginxError:
+            except NginxError as err:  # nginx was not signalled: it still runs the old file
                 self._restore(previous)
-                raise
+                raise NginxError(err.path, f"{err}; previous file restored") from None
+            try:
+                self._reload()
+            except NginxError as err:
+                self._restore(previous)
+                raise NginxError(err.path, f"{err}; {self._reload_restored()}") from None
+            self.in_sync = True
         log.info("nginx upstreams written to %s and nginx reloaded", self.output)
         return True
+
+    def _reload_restored(self) -> str:
+        """After a failed reload: test and reload the restored file (best effort), say how."""
+        try:
+            self._check(self.config.test, "test")
+            self._reload()
+        except NginxError as err:
+            self.in_sync = False
+            return (
+                f"previous file restored, but reloading nginx with it failed too ({err}): nginx "
+                "may still send traffic by the new file until its next successful reload"
+            )
+        self.in_sync = True
+        return "previous file restored and nginx reloaded with it"
 
     def _read_current(self) -> str | None:
         try:
@@ -176,7 +205,7 @@ class NginxConfigurator:
             raise NginxError(
                 str(self.output),
                 f"nginx {what} failed for {self.output} ({' '.join(argv)} exited "
-                f"{result.returncode}): {result.output or '(no output)'}; previous file restored",
+                f"{result.returncode}): {result.output or '(no output)'}",
             )
 
     def _restore(self, previous: str | None) -> None:

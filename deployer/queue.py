@@ -52,6 +52,7 @@ class DeployQueue:
         self._coalesce = coalesce
         self.stopping = stopping
         self._waiting: dict[str, _Waiting] = {}
+        self._finishing: dict[str, Deployment] = {}  # switched before a restart: go first
         self._running: dict[str, tuple[Deployment, threading.Thread]] = {}
         self._changed = threading.Condition()
         self._dispatcher: threading.Thread | None = None
@@ -99,8 +100,13 @@ class DeployQueue:
         return deployment
 
     def resume(self, deployment: Deployment) -> None:
-        """Queue again a deployment left `queued` by an earlier run."""
+        """Queue again a deployment an earlier run left `queued`, or `running` after its switch
+        (those run before anything queued for their service: they finish a live release)."""
         with self._changed:
+            if deployment.state is DeploymentState.RUNNING:
+                self._finishing[deployment.service] = deployment
+                self._changed.notify_all()
+                return
             waiting = self._waiting.get(deployment.service)
             if waiting:
                 self._supersede(waiting.deployment, deployment)
@@ -134,7 +140,7 @@ class DeployQueue:
     def idle(self) -> bool:
         """True when nothing waits or runs."""
         with self._changed:
-            return not self._waiting and not self._running
+            return not self._waiting and not self._running and not self._finishing
 
     def _supersede(self, old: Deployment, new: Deployment) -> None:
         old.state = DeploymentState.SUPERSEDED
@@ -150,6 +156,10 @@ class DeployQueue:
         with self._changed:
             while not self.stopping.is_set():
                 now = time.monotonic()
+                for service, deployment in list(self._finishing.items()):
+                    if service not in self._running:
+                        del self._finishing[service]
+                        self._launch(deployment)
                 for service, waiting in list(self._waiting.items()):
                     if service not in self._running and waiting.ready_at <= now:
                         del self._waiting[service]

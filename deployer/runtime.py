@@ -23,6 +23,7 @@ from deployer.rollout.bluegreen import BlueGreen
 from deployer.rollout.health import Probe, http_probe
 from deployer.rollout.ports import port_is_free
 from deployer.store import Store
+from deployer.watch import ContainerWatch
 
 log = logging.getLogger(__name__)
 DATABASE = "deployer.sqlite3"
@@ -68,26 +69,37 @@ class Runtime:
             self.stopping,
             on_finished=self.deployment_finished,
         )
+        self.watch = ContainerWatch(backend, config.instance)
         self.metrics = Metrics(
             self.fleet, config.services, lambda name: self.queue.running(name) is not None
         )
 
     def start(self) -> list[str]:
-        """Adopt running containers, re-render nginx, start the queue, resume queued work."""
-        report = adopt_running(self.config, self.backend, self.fleet, self.store, self.nginx)
+        """Adopt what runs (see rollout/adoption.py), reload nginx, start the queue, resume
+        deployments that switched before the last stop, then queued ones."""
+        report, finishing = adopt_running(
+            self.config, self.backend, self.fleet, self.store, self.nginx
+        )
+        self.watch.start()
         self.queue.start()
+        for deployment in finishing:
+            self.queue.resume(deployment)
         for deployment in self.store.in_state(DeploymentState.QUEUED):
-            if deployment.service in self.config.services:
-                self.queue.resume(deployment)
-                report.append(f"{deployment.service}: resumed queued deployment {deployment.id}")
+            self.queue.resume(deployment)
+            report.append(f"{deployment.service}: resumed queued deployment {deployment.id}")
         return report
 
     def stop(self, timeout: float) -> bool:
         """Take no new work and let running deployments finish or roll back within timeout."""
         began = time.monotonic()
         finished = self.queue.stop(timeout)
+        self.watch.stop()
         if not finished:
-            log.error("a deployment did not finish within %g s of the stop request", timeout)
+            log.error(
+                "a deployment did not finish within %g s of the stop request; the next start "
+                "settles it (see the recovery rule in deployer/rollout/adoption.py)",
+                timeout,
+            )
         self.notifier.stop(max(0.0, min(NOTIFY_FLUSH, timeout - (time.monotonic() - began))))
         return finished
 
@@ -119,8 +131,11 @@ class Runtime:
                 f"{service} has no earlier succeeded deployment to roll back to"
                 + (f" (it runs {current})" if current else "")
             )
-        if target == current:
-            raise NothingToRollBack(f"{service} runs {target} already")
+        if serving is not None and target == current:
+            info = self.watch.get(serving.container.id)
+            if info is not None and not info.stopped and info.health != "unhealthy":
+                raise NothingToRollBack(f"{service} runs {target} already")
+            # the serving container is down or unhealthy: deploying its digest again recovers
         config = self.config.services[service]
         return self.queue.submit(service, config.image, config.tag, trigger, digest=target)
 

@@ -3,16 +3,36 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import queue
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import requests
 
 from deployer.backends.base import ContainerInfo, ContainerSpec
-from deployer.errors import ContainerError, DockerError, RegistryError
+from deployer.errors import ContainerError, ContainerMissing, DockerError, RegistryError
 from deployer.models import utc_now
 from deployer.nginx import CommandResult
+
+ENGINE_CALLS = frozenset(
+    "resolve pull has_image remove_image start inspect logs stop remove list_managed events".split()
+)
+
+
+class FakeEvents:
+    """An event stream of container ids; iteration ends once closed."""
+
+    def __init__(self) -> None:
+        self.ids: queue.Queue[str | None] = queue.Queue()
+
+    def __iter__(self) -> Iterator[str]:
+        while (container_id := self.ids.get()) is not None:
+            yield container_id
+
+    def close(self) -> None:
+        self.ids.put(None)
 
 
 class FakeBackend:
@@ -26,6 +46,27 @@ class FakeBackend:
         self.containers: dict[str, ContainerInfo] = {}
         self.instance_of: dict[str, str] = {}
         self._ids = itertools.count(1)
+        self.streams: list[FakeEvents] = []
+        self._lock = threading.Lock()
+        self.down = False  # the engine cannot be reached: every call fails
+        self.lose_connection_after_create = False  # containers.run creates, then no answer
+
+    def __getattribute__(self, name: str) -> object:
+        if name in ENGINE_CALLS and object.__getattribute__(self, "down"):
+            raise DockerError("cannot reach the Docker engine: connection refused")
+        return object.__getattribute__(self, name)
+
+    def changed(self, container_id: str) -> None:
+        """Tell every open event stream that a container changed."""
+        with self._lock:
+            for stream in self.streams:
+                stream.ids.put(container_id)
+
+    def events(self, instance: str) -> FakeEvents:
+        stream = FakeEvents()
+        with self._lock:
+            self.streams.append(stream)
+        return stream
 
     def push(self, image: str, tag: str, digest: str, behaviour: str = "serve") -> str:
         self.tags[(image, tag)] = digest
@@ -77,22 +118,37 @@ class FakeBackend:
         )
         self.containers[info.id] = info
         self.instance_of[info.id] = spec.labels["deployer.instance"]
+        self.changed(info.id)
+        if self.lose_connection_after_create:
+            self.down = True
+            raise ContainerError(spec.name, f"cannot start {spec.name}: connection aborted")
         return info
 
     def inspect(self, container_id: str) -> ContainerInfo:
-        if container_id not in self.containers:
-            raise ContainerError(container_id, f"no container {container_id}")
-        return self.containers[container_id]
+        found = self.find(container_id)
+        if found is None:
+            raise ContainerMissing(container_id, f"no container {container_id}")
+        return found
+
+    def find(self, id_or_name: str) -> ContainerInfo | None:
+        """A container by id or name, as the engine accepts either."""
+        return next(
+            (c for c in self.containers.values() if id_or_name in (c.id, c.name)),
+            None,
+        )
 
     def logs(self, container_id: str, tail: int = 20) -> str:
         digest = self.containers[container_id].digest
         return "fatal: cannot read /etc/app.conf" if self.behaviour[digest] == "exit" else ""
 
     def stop(self, container_id: str, timeout: float) -> None:
-        self.containers.pop(container_id, None)
+        self.remove(container_id)
 
     def remove(self, container_id: str) -> None:
-        self.containers.pop(container_id, None)
+        found = self.find(container_id)
+        if found is not None:
+            del self.containers[found.id]
+            self.changed(found.id)
 
     def list_managed(self, instance: str) -> list[ContainerInfo]:
         return [
@@ -106,6 +162,7 @@ class FakeBackend:
 
     def crash(self, container_id: str) -> None:
         self.containers[container_id] = replace(self.containers[container_id], status="exited")
+        self.changed(container_id)
 
     def restarted_by_docker(self, container_id: str) -> None:
         """The app crashed and its restart policy brought it back: running again."""
@@ -113,6 +170,7 @@ class FakeBackend:
         self.containers[container_id] = replace(
             container, status="running", restart_count=container.restart_count + 1
         )
+        self.changed(container_id)
 
     def probe(self, url: str, timeout: float) -> int:
         """The HTTP health probe against this engine's containers."""
@@ -125,12 +183,22 @@ class FakeBackend:
 
 
 class FakeNginxCommands:
-    """`nginx -t` and `nginx -s reload`: fails the test when the file contains 'invalid'."""
+    """`nginx -t` and `nginx -s reload`: fails the test when the file contains 'invalid'.
+
+    `running` is the text nginx serves by. `reload_outcomes` are consumed one per reload:
+    "killed" takes the file and then fails (a reload command killed after it signalled the
+    master), "refused" fails without nginx taking it; none left means success. `hold`, when
+    set, is awaited by `nginx -t` (a slow test), and `testing` is set while it waits.
+    """
 
     def __init__(self, output: Path) -> None:
         self.output = output
         self.reloads = 0
         self.fail_test = False
+        self.reload_outcomes: list[str] = []
+        self.running = ""
+        self.hold: threading.Event | None = None
+        self.testing = threading.Event()
 
     def __call__(self, argv: Sequence[str]) -> CommandResult:
         text = self.output.read_text() if self.output.exists() else ""
@@ -138,4 +206,13 @@ class FakeNginxCommands:
             return CommandResult(1, f"nginx: [emerg] invalid parameter in {self.output}:3")
         if "reload" in argv:
             self.reloads += 1
+            outcome = self.reload_outcomes.pop(0) if self.reload_outcomes else "ok"
+            if outcome == "refused":
+                return CommandResult(1, "nginx: [alert] kill(1234, 1) failed (3: No such process)")
+            self.running = text
+            if outcome == "killed":
+                return CommandResult(124, "timed out after 60 s")
+        elif self.hold is not None:
+            self.testing.set()
+            self.hold.wait(10)
         return CommandResult(0, "")

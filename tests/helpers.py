@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deployer.models import Deployment
+from deployer.models import Deployment, StepState
 from deployer.queue import new_deployment_id
 from deployer.runtime import Runtime
 from tests.conftest import WEB_IMAGE
@@ -20,10 +20,7 @@ PAYLOAD: dict[str, Any] = json.loads(
 
 def deploy(runtime: Runtime, service: str = "web", tag: str = "latest") -> Deployment:
     """Run one deployment of service:tag to its end, in this thread; return it as stored."""
-    deployment = Deployment(
-        id=new_deployment_id(), service=service, trigger="test", image=WEB_IMAGE, tag=tag
-    )
-    runtime.store.save(deployment)
+    deployment = new_deployment(runtime, service, tag)
     runtime.deployer.run(deployment)
     found = runtime.store.get(deployment.id)
     assert found is not None
@@ -39,3 +36,43 @@ def finished(runtime: Runtime, deployment_id: str) -> Deployment:
             return found
         assert time.monotonic() < deadline, found
         time.sleep(0.01)
+
+
+class Killed(BaseException):
+    """deployer was SIGKILLed here: nothing after this point is recorded or undone."""
+
+
+def kill_when_step_starts(runtime: Runtime, deployment: Deployment, step: str) -> None:
+    """Run deployment until `step` starts, then die there as a SIGKILL would: the store keeps
+    what was written up to then (the step recorded `running`), the engine and nginx keep their
+    state, nothing is undone."""
+    original = runtime.store.save
+    dead = False
+
+    def save(item: Deployment) -> None:
+        nonlocal dead
+        if dead:
+            return  # a dead process writes nothing more
+        original(item)
+        last = item.steps[-1] if item.steps else None
+        if last is not None and last.name == step and last.state is StepState.RUNNING:
+            dead = True
+            raise Killed
+
+    runtime.store.save = save  # type: ignore[method-assign, assignment]
+    try:
+        runtime.deployer.run(deployment)
+    except Killed:
+        return
+    finally:
+        runtime.store.save = original  # type: ignore[method-assign]
+    raise AssertionError(f"deployment {deployment.id} never reached step {step}")
+
+
+def new_deployment(runtime: Runtime, service: str = "web", tag: str = "latest") -> Deployment:
+    """A deployment recorded as queued (not run)."""
+    deployment = Deployment(
+        id=new_deployment_id(), service=service, trigger="test", image=WEB_IMAGE, tag=tag
+    )
+    runtime.store.save(deployment)
+    return deployment

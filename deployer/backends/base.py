@@ -6,6 +6,7 @@ only, and tests give them a fake at this seam.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -72,6 +73,17 @@ class ContainerInfo:
         return self.id[:12]
 
 
+class ContainerEvents(Protocol):
+    """The engine's event stream for deployer's containers: ids of containers that changed.
+
+    Iteration ends when the stream breaks (engine restarted, connection lost); close() from
+    another thread ends it too.
+    """
+
+    def __iter__(self) -> Iterator[str]: ...
+    def close(self) -> None: ...
+
+
 class Backend(Protocol):
     """What the deployment steps need from a container engine."""
 
@@ -85,3 +97,4 @@ class Backend(Protocol):
     def stop(self, container_id: str, timeout: float) -> None: ...
     def remove(self, container_id: str) -> None: ...
     def list_managed(self, instance: str) -> list[ContainerInfo]: ...
+    def events(self, instance: str) -> ContainerEvents: ...

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +28,7 @@ from deployer.backends.base import (
     ContainerInfo,
     ContainerSpec,
 )
-from deployer.errors import ContainerError, DockerError, RegistryError
+from deployer.errors import ContainerError, ContainerMissing, DockerError, RegistryError
 
 log = logging.getLogger(__name__)
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
@@ -123,6 +123,10 @@ class DockerBackend:
         """Fresh state of one container."""
         try:
             container = self.client.containers.get(container_id)
+        except docker.errors.NotFound as err:
+            raise ContainerMissing(
+                container_id, f"container {container_id} is not on the engine: {_why(err)}"
+            ) from err
         except ENGINE_ERRORS as err:
             raise ContainerError(
                 container_id, f"cannot inspect container {container_id}: {_why(err)}"
@@ -177,6 +181,39 @@ class DockerBackend:
                 f"cannot list containers of instance {instance}: {_why(err)}"
             ) from err
         return [_to_info(container.attrs) for container in containers]
+
+    def events(self, instance: str) -> DockerEvents:
+        """The engine's container events for this instance, as a closable stream of ids."""
+        try:
+            stream = self.client.api.events(
+                decode=True,
+                filters={"type": "container", "label": f"{LABEL_INSTANCE}={instance}"},
+            )
+        except ENGINE_ERRORS as err:
+            raise DockerError(f"cannot follow the engine's events: {_why(err)}") from err
+        return DockerEvents(stream)
+
+
+class DockerEvents:
+    """docker-py's cancellable event stream, as container ids; ends when the engine goes."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            for event in self._stream:
+                container_id = event.get("id") or (event.get("Actor") or {}).get("ID")
+                if container_id:
+                    yield container_id
+        except ENGINE_ERRORS:
+            return  # the stream broke: the watcher reconnects and re-reads everything
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        except (*ENGINE_ERRORS, OSError):
+            log.debug("closing the engine's event stream failed", exc_info=True)
 
 
 def _why(err: Exception) -> str:

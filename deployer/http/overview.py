@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from deployer.documents import service_status
-from deployer.errors import DeployerError
-from deployer.fleet import Serving
 from deployer.runtime import Runtime
 
 
@@ -22,19 +20,6 @@ def status_document(runtime: Runtime) -> dict[str, Any]:
             serving,
             runtime.queue.running(name),
             history[0] if history else None,
-            health(runtime, serving),
+            runtime.watch.state(serving.container.id) if serving is not None else None,
         )
     return {"services": services}
-
-
-def health(runtime: Runtime, serving: Serving | None) -> str | None:
-    """The serving container's state now: healthy / unhealthy / starting / running / ..."""
-    if serving is None:
-        return None
-    try:
-        info = runtime.backend.inspect(serving.container.id)
-    except DeployerError as err:
-        return f"unknown ({err})"
-    if info.stopped:
-        return f"{info.status} (exit code {info.exit_code})"
-    return info.health or info.status

@@ -1,105 +1,227 @@
-"""At start: adopt the containers already running for each service, and re-render nginx.
+"""At start: decide from the store and the engine what serves each service, point nginx at it,
+then clean up and settle the deployments the last run did not finish.
 
-Restarting deployer neither drops nor duplicates a service: per service the container of the
-newest succeeded deployment (else the newest running one) is adopted; leftovers of an
-interrupted deployment are removed; containers of services no longer configured are left alone.
+The recovery rule, by the step a deployment was in when deployer stopped or was killed:
+
+| interrupted at      | after the restart                                                     |
+| ------------------- | --------------------------------------------------------------------- |
+| (queued)            | runs as usual (queued deployments are kept and resumed)               |
+| resolve, pull       | `failed: interrupted at <step>`; nothing was started; the old serves  |
+| start, healthy      | `failed`; the new container (found by its recorded name) is removed   |
+| nginx               | `failed`; nginx is reloaded with the old container, *then* the new    |
+|                     | container is removed                                                   |
+| drain, retire       | nginx already sends traffic to the new container: it serves; the      |
+|                     | deployment is resumed: the rest of the drain, then the retire, both   |
+|                     | recorded; it ends `succeeded`                                          |
+
+So: per service, the running container of the newest deployment whose `nginx` step succeeded
+serves (containers no deployment record knows of rank below those, newest first); nginx is
+tested and reloaded with that at every start, since after a crash its running config is
+unknown; only then are other containers removed, and never one nginx might still send
+traffic to (when that reload fails, only containers nginx was never told about go).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from deployer.backends.base import Backend, ContainerInfo
 from deployer.config import Config
+from deployer.errors import DockerError, NginxError
 from deployer.fleet import Fleet
-from deployer.models import DeploymentState, utc_now
+from deployer.models import Deployment, DeploymentState, StepState, utc_now
 from deployer.nginx import NginxConfigurator
 from deployer.store import Store
 
 log = logging.getLogger(__name__)
+NEVER = datetime.min.replace(tzinfo=UTC)
 
 
-def choose_serving(
-    config: Config, containers: list[ContainerInfo], store: Store
-) -> dict[str, ContainerInfo]:
-    """Per configured service, the running container that should serve it (no changes made)."""
-    chosen = {}
-    for name in config.services:
-        pick = choose_serving_one([c for c in containers if c.service == name], store)
-        if pick is not None:
-            chosen[name] = pick
-    return chosen
+@dataclass
+class ServicePlan:
+    """What adoption found for one service and what it will do (no changes made yet)."""
+
+    name: str
+    serving: ContainerInfo | None = None
+    leftovers: list[ContainerInfo] = field(default_factory=list)  # remove once nginx is away
+    finishing: Deployment | None = None  # switched, unfinished: resumed to drain and retire
+    interrupted: list[Deployment] = field(default_factory=list)  # not switched: failed
+
+
+def plan_service(
+    name: str, containers: list[ContainerInfo], records: dict[str, Deployment]
+) -> ServicePlan:
+    """Which of a service's containers serves, which go, and what becomes of its unfinished
+    deployments (`records`: deployment id -> deployment, for its containers and running ones)."""
+    plan = ServicePlan(name)
+
+    def known_unswitched(container: ContainerInfo) -> bool:
+        record = records.get(container.deployment)
+        return record is not None and record.switched_at is None
+
+    def rank(container: ContainerInfo) -> tuple[datetime, datetime]:
+        record = records.get(container.deployment)
+        switched = record.switched_at if record is not None else None
+        return (switched or NEVER, container.started_at or NEVER)
+
+    candidates = [c for c in containers if c.status == "running" and not known_unswitched(c)]
+    plan.serving = max(candidates, key=rank, default=None)
+    unfinished = [
+        record
+        for record in records.values()
+        if record.service == name and record.state is DeploymentState.RUNNING
+    ]
+    for record in unfinished:
+        serves = plan.serving is not None and plan.serving.deployment == record.id
+        if record.switched_at is not None and serves:
+            plan.finishing = record
+        else:
+            plan.interrupted.append(record)
+    for container in containers:
+        if container is plan.serving:
+            continue
+        served_before = not known_unswitched(container) and container.status == "running"
+        if plan.finishing is not None and served_before:
+            continue  # the resumed deployment drains and retires it gracefully
+        plan.leftovers.append(container)
+    return plan
 
 
 def render_current(config: Config, backend: Backend, store: Store, nginx: NginxConfigurator) -> str:
     """The upstream config as adoption would write it now (reads only; changes nothing)."""
     fleet = Fleet(config.services)
-    containers = backend.list_managed(config.instance)
-    for name, container in choose_serving(config, containers, store).items():
-        fleet.adopt(name, container, container.started_at or utc_now())
+    for plan in _plans(config, backend.list_managed(config.instance), store).values():
+        if plan.serving is not None:
+            fleet.adopt(plan.name, plan.serving, plan.serving.started_at or utc_now())
     return nginx.render(fleet.upstreams())
 
 
 def adopt_running(
     config: Config, backend: Backend, fleet: Fleet, store: Store, nginx: NginxConfigurator
-) -> list[str]:
-    """Adopt, clean up, re-render nginx; return one line per service saying what was done."""
-    found: dict[str, list[ContainerInfo]] = {}
-    for container in backend.list_managed(config.instance):
-        found.setdefault(container.service, []).append(container)
-    report = []
-    for name in config.services:
-        report.append(_adopt_service(name, found.pop(name, []), backend, fleet, store))
-    for name, containers in found.items():
-        names = ", ".join(container.name for container in containers)
+) -> tuple[list[str], list[Deployment]]:
+    """Adopt, reload nginx, clean up, settle unfinished deployments.
+
+    Returns one line per service saying what was done, and the deployments to resume.
+    """
+    containers = backend.list_managed(config.instance)
+    plans = _plans(config, containers, store)
+    for plan in plans.values():
+        if plan.serving is not None:
+            fleet.adopt(plan.name, plan.serving, _since(plan.serving, store))
+    try:
+        nginx.apply(fleet.upstreams(), force=True)
+        nginx_problem = ""
+    except NginxError as err:
+        log.error("nginx could not be reloaded at start: %s", err)
+        nginx_problem = str(err).splitlines()[0]
+    report, resumed = [], []
+    for plan in plans.values():
+        removed = _remove_leftovers(plan, backend, store, nginx_in_sync=not nginx_problem)
+        report.append(_describe(plan, removed))
+        for record in plan.interrupted:
+            _close_interrupted(store, record, plan, removed)
+        if plan.finishing is not None:
+            _mark_interrupted_step(plan.finishing)
+            store.save(plan.finishing)
+            resumed.append(plan.finishing)
+    if nginx_problem:
+        report.append(f"nginx: {nginx_problem}")
+    _close_unconfigured(config, containers, store)
+    return report, resumed
+
+
+def _plans(config: Config, containers: list[ContainerInfo], store: Store) -> dict[str, ServicePlan]:
+    records = {record.id: record for record in store.in_state(DeploymentState.RUNNING)}
+    for container in containers:
+        if container.deployment and container.deployment not in records:
+            record = store.get(container.deployment)
+            if record is not None:
+                records[record.id] = record
+    return {
+        name: plan_service(name, [c for c in containers if c.service == name], records)
+        for name in config.services
+    }
+
+
+def _since(container: ContainerInfo, store: Store) -> datetime:
+    record = store.get(container.deployment)
+    switched = record.switched_at if record is not None else None
+    return switched or container.started_at or utc_now()
+
+
+def _remove_leftovers(
+    plan: ServicePlan, backend: Backend, store: Store, nginx_in_sync: bool
+) -> dict[str, str]:
+    """Remove what should not run; return name -> what happened to it."""
+    done = {}
+    for container in plan.leftovers:
+        record = store.get(container.deployment)
+        nginx_never_knew = record is not None and not record.reached_nginx
+        if not nginx_in_sync and not nginx_never_knew and container.status == "running":
+            done[container.name] = "left running until nginx is reloaded successfully"
+            continue
+        try:
+            backend.remove(container.id)
+            done[container.name] = "removed"
+        except DockerError as err:
+            done[container.name] = f"could not be removed ({err}); removed at the next deployment"
+        log.warning("%s: leftover %s %s", plan.name, container.name, done[container.name])
+    return done
+
+
+def _describe(plan: ServicePlan, removed: dict[str, str]) -> str:
+    line = f"{plan.name}: no running container"
+    if plan.serving is not None:
+        serving = plan.serving
+        line = f"{plan.name}: adopted {serving.name} ({serving.digest}) on {serving.address}"
+    if plan.finishing is not None:
+        line += f"; resuming deployment {plan.finishing.id} to drain and retire the old container"
+    for name, outcome in removed.items():
+        line += f"; {name} {outcome}"
+    return line
+
+
+def _mark_interrupted_step(record: Deployment) -> str:
+    """Close the step that was running when deployer stopped; return its name."""
+    running = [step for step in record.steps if step.state is StepState.RUNNING]
+    for step in running:
+        step.state = StepState.INTERRUPTED
+        step.finished_at = utc_now()
+        step.detail = (step.detail + "; " if step.detail else "") + "deployer stopped here"
+    return running[-1].name if running else (record.steps[-1].name if record.steps else "start")
+
+
+def _close_interrupted(
+    store: Store, record: Deployment, plan: ServicePlan, removed: dict[str, str]
+) -> None:
+    step = _mark_interrupted_step(record)
+    record.state = DeploymentState.FAILED
+    record.finished_at = utc_now()
+    parts = [f"interrupted at {step}: deployer stopped before this deployment finished"]
+    if record.container and record.container in removed:
+        parts.append(f"{record.container} {removed[record.container]}")
+    serving = plan.serving
+    parts.append(f"{serving.name} keeps serving" if serving else f"nothing serves {plan.name}")
+    parts.append(f"deploy again with `deployer deploy {plan.name}`")
+    record.error = "; ".join(parts)
+    store.save(record)
+    log.warning("deployment %s of %s %s", record.id, record.service, record.error)
+
+
+def _close_unconfigured(config: Config, containers: list[ContainerInfo], store: Store) -> None:
+    """Deployments of services no longer in the config: failed, their containers left alone."""
+    for record in store.in_state(DeploymentState.QUEUED, DeploymentState.RUNNING):
+        if record.service in config.services:
+            continue
+        _mark_interrupted_step(record)
+        record.state = DeploymentState.FAILED
+        record.finished_at = utc_now()
+        record.error = f"service {record.service} is no longer in the config; not deployed"
+        store.save(record)
+    for name in sorted({c.service for c in containers} - set(config.services)):
+        names = ", ".join(c.name for c in containers if c.service == name)
         log.warning(
             "containers %s belong to service %s, which is not configured: left alone", names, name
         )
-    _close_interrupted(store)
-    nginx.apply(fleet.upstreams())
-    return report
-
-
-def _adopt_service(
-    name: str, containers: list[ContainerInfo], backend: Backend, fleet: Fleet, store: Store
-) -> str:
-    chosen = choose_serving_one(containers, store)
-    for container in containers:
-        if container is not chosen:
-            log.warning(
-                "removing %s: left over from an interrupted deployment of %s", container.name, name
-            )
-            backend.remove(container.id)
-    if chosen is None:
-        return f"{name}: no running container"
-    deployment = store.get(chosen.deployment)
-    since = (deployment.finished_at if deployment else None) or chosen.started_at or utc_now()
-    fleet.adopt(name, chosen, since)
-    return f"{name}: adopted {chosen.name} ({chosen.digest}) on {chosen.address}"
-
-
-def choose_serving_one(containers: list[ContainerInfo], store: Store) -> ContainerInfo | None:
-    """The running container of one service's containers that should serve it: the one of the
-    newest succeeded deployment, else the newest started."""
-    running = [c for c in containers if c.status == "running" and not c.stopped]
-
-    def succeeded_at(container: ContainerInfo) -> str:
-        deployment = store.get(container.deployment)
-        if deployment and deployment.state is DeploymentState.SUCCEEDED and deployment.finished_at:
-            return deployment.finished_at.isoformat()
-        return ""
-
-    def started(container: ContainerInfo) -> str:
-        return container.started_at.isoformat() if container.started_at else ""
-
-    return max(
-        running, key=lambda container: (succeeded_at(container), started(container)), default=None
-    )
-
-
-def _close_interrupted(store: Store) -> None:
-    for deployment in store.in_state(DeploymentState.RUNNING):
-        deployment.state = DeploymentState.FAILED
-        deployment.error = "interrupted: deployer stopped during this deployment"
-        deployment.finished_at = utc_now()
-        store.save(deployment)

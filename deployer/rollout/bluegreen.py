@@ -2,24 +2,31 @@
 
 Steps: resolve -> pull -> start -> healthy -> nginx -> drain -> retire. Until `nginx` succeeds
 the old container serves and nothing about it changed; on any failure before that the new
-container is removed and the nginx file is what it was.
+container (found by the name recorded before it was created) is removed once nginx cannot be
+sending traffic to it, and the nginx file is what it was. From the `nginx` step on, the new
+container is the one that serves: a stop or a crash after it never rolls the release back;
+the drain and retire are finished then, or by the next start (deployer/rollout/adoption.py).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from deployer.backends.base import Backend, ContainerInfo
 from deployer.config import Config, ServiceConfig
 from deployer.deploy import Steps
-from deployer.errors import DockerError, NoFreePort
-from deployer.fleet import Fleet, Serving
-from deployer.models import Deployment, DeploymentState, StepState
+from deployer.errors import ContainerMissing, DockerError, FinishLater, NoFreePort
+from deployer.fleet import Fleet
+from deployer.models import Deployment, DeploymentState, StepState, utc_now
 from deployer.nginx import NginxConfigurator
-from deployer.rollout.containers import make_container_spec
+from deployer.rollout.containers import container_name, make_container_spec
 from deployer.rollout.health import Probe, http_probe, wait_until_healthy
 from deployer.rollout.ports import pick_port, port_is_free
+from deployer.watch import describe
+
+REMOVE_RETRY = 0.5  # seconds before the second attempt to remove a failed release's container
 
 
 class BlueGreen:
@@ -49,6 +56,25 @@ class BlueGreen:
         """One deployment of this strategy (a deploy.RolloutFactory)."""
         return BlueGreenRollout(self, deployment, service, steps)
 
+    def remove_leftovers(self, service: str, keep: set[str]) -> list[str]:
+        """Remove this service's containers other than `keep` (ids); return what was done.
+
+        Leftovers are containers of failed or interrupted releases, or old ones a failed
+        retire left running. Nothing is removed while nginx may still send traffic to a
+        container the file no longer names (a restore it could not reload).
+        """
+        if not self.nginx.in_sync:
+            return []
+        done = []
+        for container in self.backend.list_managed(self.config.instance):
+            if container.service == service and container.id not in keep:
+                try:
+                    self.backend.remove(container.id)
+                    done.append(f"removed leftover {container.name}")
+                except DockerError as err:
+                    done.append(f"could not remove leftover {container.name}: {err}")
+        return done
+
 
 class BlueGreenRollout:
     """One deployment: what it changed so far, so a failure can undo exactly that."""
@@ -60,11 +86,12 @@ class BlueGreenRollout:
         self.deployment = deployment
         self.service = service
         self.step = steps
-        self.container: ContainerInfo | None = None
-        self.switched = False
+        self.switched = deployment.switched_at is not None
 
     def run(self) -> DeploymentState:
         """The steps; returns the final state or raises a DeployerError."""
+        if self.switched:  # interrupted after its switch: finish it, never roll it back
+            return self._finish_after_restart()
         deployment, service, strategy = self.deployment, self.service, self.strategy
         backend, name = strategy.backend, deployment.service
         old = strategy.fleet.serving(name)
@@ -78,9 +105,12 @@ class BlueGreenRollout:
             deployment.digest = digest
             deployment.previous_digest = old.container.digest if old else None
             if old is not None and old.container.digest == digest:
-                step.detail += f"; {old.container.name} already runs it"
-                deployment.container = old.container.name
-                return DeploymentState.SKIPPED
+                trouble = self._not_serving(old.container)
+                if trouble is None:
+                    step.detail += f"; {old.container.name} already runs it"
+                    deployment.container = old.container.name
+                    return DeploymentState.SKIPPED
+                step.detail += f"; {old.container.name} runs it but is {trouble}: starting it again"
         with self.step("pull") as step:
             if backend.has_image(service.image, digest):
                 step.detail = f"{service.image}@{digest} is on the engine already"
@@ -88,34 +118,69 @@ class BlueGreenRollout:
                 backend.pull(service.image, digest)
                 step.detail = f"pulled {service.image}@{digest}"
         with self.step("start") as step:
+            keep = {old.container.id} if old is not None else set()
+            notes = strategy.remove_leftovers(name, keep)
             container = self._start(digest)
-            self.container = container
-            deployment.container = container.name
-            step.detail = f"{container.name} ({container.short_id}) on {container.address}"
+            started = f"{container.name} ({container.short_id}) on {container.address}"
+            step.detail = "; ".join([started, *notes])
         with self.step("healthy") as step:
             step.detail = wait_until_healthy(
                 backend, container, service.health, strategy.stopping, strategy.probe
             )
         with self.step("nginx") as step:
+            was_in_sync = strategy.nginx.in_sync
             strategy.fleet.switch(name, container, strategy.nginx.apply)
             self.switched = True
             step.detail = f"{strategy.nginx.output} now sends {name} to {container.address}"
+            if not was_in_sync:  # leftovers kept while nginx might have used them can go now
+                keep = {container.id} | ({old.container.id} if old is not None else set())
+                step.detail = "; ".join([step.detail, *strategy.remove_leftovers(name, keep)])
         if old is not None:
-            self._retire(old)
+            self._retire([old.container], service.drain)
         return DeploymentState.SUCCEEDED
 
     def undo(self, error: str) -> str:
         """Remove the new container unless it serves; return the error saying what serves."""
-        backend = self.strategy.backend
-        if self.container is not None and not self.switched:
-            try:
-                backend.remove(self.container.id)
-            except DockerError as err:
-                error += f" (and the new container could not be removed: {err})"
-        serving = self.strategy.fleet.serving(self.deployment.service)
-        if serving is not None and not self.switched:
+        if self.switched:
+            return error
+        name, service = self.deployment.container, self.deployment.service
+        if name is not None and self.deployment.digest is not None:
+            error += self._remove_new(name)
+        serving = self.strategy.fleet.serving(service)
+        if serving is not None:
             error += f"; {serving.container.name} keeps serving"
         return error
+
+    def _remove_new(self, name: str) -> str:
+        """Remove the failed release's container by name (its id may never have come back)."""
+        if self.deployment.reached_nginx and not self.strategy.nginx.in_sync:
+            return (
+                f"; {name} is left running because nginx may still send traffic to it; "
+                "deployer removes it after nginx's next successful reload"
+            )
+        for attempt in (1, 2):
+            try:
+                self.strategy.backend.remove(name)
+                return ""
+            except DockerError as err:
+                if attempt == 2:
+                    return (
+                        f"; the new container {name} could not be removed ({err}); deployer "
+                        f"removes it at the next deployment of {self.deployment.service} or "
+                        "when it starts"
+                    )
+                time.sleep(REMOVE_RETRY)
+        return ""  # pragma: no cover (the loop returns)
+
+    def _not_serving(self, container: ContainerInfo) -> str | None:
+        """None when the container runs and is not unhealthy; else what is wrong with it."""
+        try:
+            info = self.strategy.backend.inspect(container.id)
+        except ContainerMissing:
+            return "gone"
+        if info.stopped or info.health == "unhealthy":
+            return describe(info)
+        return None
 
     def _start(self, digest: str) -> ContainerInfo:
         strategy, deployment, service = self.strategy, self.deployment, self.service
@@ -132,26 +197,57 @@ class BlueGreenRollout:
                 f"no free port for {deployment.service} in {service.ports}: "
                 f"all are used by containers or other programs; widen `ports`",
             )
+        # Recorded before the engine is asked: if the answer never comes back (engine lost,
+        # deployer killed), the container is still found by this name and removed.
+        deployment.container = container_name(deployment.service, deployment.id)
+        self.step.save()
         spec = make_container_spec(
             deployment.service, service, digest, deployment.id, port, strategy.config.instance
         )
         return strategy.backend.start(spec)
 
-    def _retire(self, old: Serving) -> None:
-        service, stopping = self.service, self.strategy.stopping
+    def _finish_after_restart(self) -> DeploymentState:
+        """A deployment that switched before deployer stopped: finish its drain and retire."""
+        switched_at = self.deployment.switched_at
+        assert switched_at is not None
+        serving = self.strategy.fleet.serving(self.deployment.service)
+        keep = {serving.container.id} if serving is not None else set()
+        old = [
+            container
+            for container in self.strategy.backend.list_managed(self.strategy.config.instance)
+            if container.service == self.deployment.service and container.id not in keep
+        ]
+        elapsed = (utc_now() - switched_at).total_seconds()
+        self._retire(old, max(0.0, self.service.drain - elapsed), resumed=True)
+        return DeploymentState.SUCCEEDED
+
+    def _retire(self, old: list[ContainerInfo], drain: float, resumed: bool = False) -> None:
+        stopping, names = self.strategy.stopping, ", ".join(c.name for c in old) or "nothing"
         with self.step("drain", cancellable=False) as step:
-            cut_short = stopping.wait(service.drain)
-            step.detail = f"{old.container.name} kept serving in-flight requests for " + (
-                "less: cut short because deployer is stopping"
-                if cut_short
-                else f"{service.drain:g} s"
+            cut_short = stopping.wait(drain)
+            step.detail = ("resumed after deployer restarted: " if resumed else "") + (
+                f"{names} kept serving in-flight requests for {drain:g} s"
+            )
+            if cut_short:
+                step.state = StepState.INTERRUPTED
+                step.detail = f"{names} kept serving; cut short: deployer is stopping"
+        if stopping.is_set():
+            raise FinishLater(
+                f"deployer is stopping after the switch: {self.deployment.container} serves; "
+                f"the next start drains and retires {names}"
             )
         with self.step("retire", cancellable=False) as step:
-            try:
-                self.strategy.backend.stop(old.container.id, service.stop_timeout)
-                step.detail = f"stopped and removed {old.container.name}"
-            except DockerError as err:
+            failed = []
+            for container in old:
+                try:
+                    self.strategy.backend.stop(container.id, self.service.stop_timeout)
+                except DockerError as err:
+                    failed.append(f"{container.name}: {err}")
+            if failed:
                 step.state = StepState.FAILED
                 step.detail = (
-                    f"{err}; the new container serves, remove {old.container.name} by hand"
+                    f"{'; '.join(failed)}; the new container serves; deployer removes the old "
+                    "one at the next deployment or start"
                 )
+            else:
+                step.detail = f"stopped and removed {names}"

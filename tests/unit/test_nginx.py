@@ -17,29 +17,37 @@ WEB = Upstream("web", "127.0.0.1:18001", "web-d1", DIGEST)
 
 
 class FakeNginx:
-    """Plays `nginx -t` / `-s reload`: a config containing 'bad' fails the test."""
+    """Plays `nginx -t` / `-s reload`: a config containing 'bad' fails the test.
 
-    def __init__(self, output: Path, reload_fails: bool = False) -> None:
+    killed_reloads: that many reloads signal nginx (it takes the file) and then fail, as a
+    reload command killed by its timeout after it signalled the master does.
+    """
+
+    def __init__(self, output: Path, reload_fails: bool = False, killed_reloads: int = 0) -> None:
         self.output = output
         self.reload_fails = reload_fails
+        self.killed_reloads = killed_reloads
         self.reloaded_with: list[str] = []
 
     def __call__(self, argv: Sequence[str]) -> CommandResult:
-        text = self.output.read_text()
-        if "bad" in text:
+        text = self.output.read_text() if self.output.exists() else ""
+        if "bad" in text or not text:
             return CommandResult(1, f'nginx: [emerg] unknown directive "bad" in {self.output}:2')
         if argv[-1] == "reload":
             if self.reload_fails:
                 return CommandResult(1, "nginx: [alert] kill(1234, 1) failed (3: No such process)")
             self.reloaded_with.append(text)
+            if self.killed_reloads:
+                self.killed_reloads -= 1
+                return CommandResult(124, "timed out after 60 s")
         return CommandResult(0, "")
 
 
 def make(
-    tmp_path: Path, template: Path = DEFAULT_TEMPLATE, **fake: bool
+    tmp_path: Path, template: Path = DEFAULT_TEMPLATE, **fake: bool | int
 ) -> tuple[NginxConfigurator, FakeNginx]:
     output = tmp_path / "conf.d" / "upstreams.conf"
-    runner = FakeNginx(output, **fake)
+    runner = FakeNginx(output, **fake)  # type: ignore[arg-type]
     config = NginxConfig(
         template=template, output=output, test=["nginx", "-t"], reload=["nginx", "-s", "reload"]
     )
@@ -160,3 +168,57 @@ def test_a_backup_that_cannot_be_written_changes_nothing(tmp_path: Path) -> None
 
     assert configurator.output.read_text() == before
     assert len(nginx.reloaded_with) == 1
+
+
+def test_a_reload_killed_after_it_signalled_nginx_is_undone_by_reloading_the_restored_file(
+    tmp_path: Path,
+) -> None:
+    configurator, nginx = make(tmp_path)
+    configurator.apply([Upstream("web")])
+    before = configurator.output.read_text()
+    nginx.killed_reloads = 1
+
+    with pytest.raises(NginxError) as caught:
+        configurator.apply([WEB])
+
+    assert str(caught.value).endswith("; previous file restored and nginx reloaded with it")
+    assert configurator.output.read_text() == before
+    # nginx took the new file when signalled, then the restored one: it runs the old again.
+    signalled_with, reloaded_again_with = nginx.reloaded_with[-2:]
+    assert "127.0.0.1:18001" in signalled_with
+    assert reloaded_again_with == before
+    assert configurator.in_sync
+
+
+def test_when_the_restored_file_cannot_be_reloaded_either_nginx_is_known_out_of_sync(
+    tmp_path: Path,
+) -> None:
+    configurator, nginx = make(tmp_path)
+    configurator.apply([Upstream("web")])
+    nginx.killed_reloads = 2
+
+    with pytest.raises(NginxError) as caught:
+        configurator.apply([WEB])
+
+    assert "previous file restored, but reloading nginx with it failed too" in str(caught.value)
+    assert "nginx may still send traffic by the new file" in str(caught.value)
+    assert not configurator.in_sync
+    reloads = len(nginx.reloaded_with)
+    # The same text again is not "nothing to do": nginx must be brought in line with the file.
+    assert configurator.apply([Upstream("web")]) is True
+    assert len(nginx.reloaded_with) == reloads + 1
+    assert configurator.in_sync
+
+
+def test_a_failed_test_does_not_reload_anything(tmp_path: Path) -> None:
+    configurator, nginx = make(tmp_path)
+    configurator.apply([Upstream("web")])
+    bad_template = tmp_path / "bad.j2"
+    bad_template.write_text("bad directive;\n")
+    configurator.config = configurator.config.model_copy(update={"template": bad_template})
+
+    with pytest.raises(NginxError, match=r"previous file restored$"):
+        configurator.apply([WEB])
+
+    assert len(nginx.reloaded_with) == 1
+    assert configurator.in_sync
