@@ -25,6 +25,7 @@ from deployer.client import DeployerClient
 from deployer.config import (
     AdminConfig,
     Config,
+    ReadConfig,
     ServerConfig,
     load_config,
     resolve_config_path,
@@ -157,19 +158,26 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def connect(args: argparse.Namespace) -> DeployerClient:
-    """A client for --url / $DEPLOYER_URL / the config's server, with the admin token."""
+    """A client for --url / $DEPLOYER_URL / the config's server, with the admin and read
+    tokens from the variables the config names."""
     path = resolve_config_path(args.config, os.environ)
-    token_env = AdminConfig().token_env
+    admin_env, read_env = AdminConfig().token_env, ReadConfig().token_env
     url = args.url or os.environ.get("DEPLOYER_URL")
     explicit = bool(args.config or os.environ.get("DEPLOYER_CONFIG"))
     if not explicit and not path.exists():
         url = url or f"http://{ServerConfig().host}:{ServerConfig().port}"
     elif not url or explicit:
         config = load_config(path, os.environ, require_secrets=False)
-        token_env = config.admin.token_env
+        admin_env, read_env = config.admin.token_env, config.read.token_env
         host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::") else config.server.host
         url = url or f"http://{host}:{config.server.port}"
-    return DeployerClient(url, os.environ.get(token_env, ""), token_env)
+    return DeployerClient(
+        url,
+        os.environ.get(admin_env, ""),
+        admin_env,
+        read_token=os.environ.get(read_env, ""),
+        read_token_env=read_env,
+    )
 
 
 def print_json(data: Any) -> None:

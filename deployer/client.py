@@ -30,10 +30,14 @@ class DeployerClient:
         admin_token_env: str = "DEPLOYER_ADMIN_TOKEN",  # noqa: S107 (a variable's name)
         session: requests.Session | None = None,
         timeout: float = 10.0,
+        read_token: str = "",
+        read_token_env: str = "DEPLOYER_READ_TOKEN",  # noqa: S107 (a variable's name)
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.admin_token = admin_token
         self.admin_token_env = admin_token_env
+        self.read_token = read_token
+        self.read_token_env = read_token_env
         self.session = session or requests.Session()
         self.timeout = timeout
 
@@ -86,8 +90,10 @@ class DeployerClient:
     ) -> dict[str, Any]:
         url = f"{self.base_url}{path}"
         headers = {"Accept": "application/json"}
-        if method == "POST" and self.admin_token:
-            headers["Authorization"] = f"Bearer {self.admin_token}"
+        # Reads take the read token or the admin token; writes only the admin token.
+        token = self.admin_token if method == "POST" else self.read_token or self.admin_token
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         try:
             answer = self.session.request(
                 method, url, json=body, headers=headers, timeout=self.timeout
@@ -112,10 +118,15 @@ class DeployerClient:
         if answer.status_code < 400 and isinstance(data, dict):
             return data
         message = data.get("error", "") if isinstance(data, dict) else ""
-        if answer.status_code == 401:
+        reads = f"${self.read_token_env} (or ${self.admin_token_env})"
+        if answer.status_code == 401 and method == "POST":
             hint = f"set ${self.admin_token_env} to deployer's admin token"
+        elif answer.status_code == 401:
+            hint = f"set {reads} to deployer's read (or admin) token"
         elif answer.status_code == 403 and method == "POST":
             hint = f"${self.admin_token_env} does not match the token deployer serve has"
+        elif answer.status_code == 403:
+            hint = f"{reads} does not match the token deployer serve has"
         else:
             hint = ""
         detail = "; ".join(part for part in (message, hint) if part)

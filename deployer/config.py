@@ -212,6 +212,12 @@ class AdminConfig(_Frozen):
     token_env: EnvName = "DEPLOYER_ADMIN_TOKEN"  # noqa: S105 (the variable's name)
 
 
+class ReadConfig(_Frozen):
+    """Reads (status, history, page, metrics) need this token once its variable is set."""
+
+    token_env: EnvName = "DEPLOYER_READ_TOKEN"  # noqa: S105 (the variable's name)
+
+
 class NotifyTarget(_Frozen):
     """Where to announce finished deployments. `${VAR}` in url is read from the environment."""
 
@@ -245,6 +251,7 @@ class Config(_Frozen):
     nginx: NginxConfig = NginxConfig()
     queue: QueueConfig = QueueConfig()
     admin: AdminConfig = AdminConfig()
+    read: ReadConfig = ReadConfig()
     notify: list[NotifyTarget] = Field(default_factory=list)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
 
@@ -374,6 +381,7 @@ def _cross_checks(config: Config) -> list[str]:
 def _secret_checks(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
     problems = _token_check(data, "webhooks", WebhooksConfig().token_env, environ, required=True)
     problems += _token_check(data, "admin", AdminConfig().token_env, environ, required=False)
+    problems += _token_check(data, "read", ReadConfig().token_env, environ, required=False)
     problems += _distinct_tokens(data, environ)
     targets = data.get("notify")
     for index, target in enumerate(targets if isinstance(targets, list) else []):
@@ -393,7 +401,11 @@ def _token_check(
         return []  # reported by the schema already
     token = environ.get(name, "")
     if not token:
-        what = {"webhooks": "the webhook secret", "admin": "the admin API token"}[section]
+        what = {
+            "webhooks": "the webhook secret",
+            "admin": "the admin API token",
+            "read": "the read token",
+        }[section]
         return [f"{section}.token_env: environment variable {name} is not set ({what})"] * required
     if len(token) < MIN_TOKEN_LENGTH:
         return [
@@ -412,14 +424,19 @@ def _token_name(data: dict[str, Any], section: str, default: str) -> str:
 def _distinct_tokens(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
     """The webhook URL is stored at the registry: its token must not open anything else."""
     webhook = _token_name(data, "webhooks", WebhooksConfig().token_env)
-    admin = _token_name(data, "admin", AdminConfig().token_env)
-    if not environ.get(webhook) or environ.get(webhook) != environ.get(admin):
-        return []
-    return [
-        f"admin.token_env: {admin} holds the same value as {webhook} (webhooks.token_env); "
-        "the webhook URL is stored at the registry, so it must not also be an admin "
-        "credential: use two different random tokens"
-    ]
+    problems = []
+    for section, default, what in (
+        ("admin", AdminConfig().token_env, "an admin credential"),
+        ("read", ReadConfig().token_env, "a read credential"),
+    ):
+        other = _token_name(data, section, default)
+        if environ.get(webhook) and environ.get(webhook) == environ.get(other):
+            problems.append(
+                f"{section}.token_env: {other} holds the same value as {webhook} "
+                "(webhooks.token_env); the webhook URL is stored at the registry, so it must "
+                f"not also be {what}: use two different random tokens"
+            )
+    return problems
 
 
 def expand_environment(text: str, environ: Mapping[str, str]) -> str:
@@ -429,7 +446,7 @@ def expand_environment(text: str, environ: Mapping[str, str]) -> str:
 
 def secret_values(config: Config, environ: Mapping[str, str]) -> list[str]:
     """Every secret the config points at, for the log filter: tokens, notify URL variables."""
-    names = [config.webhooks.token_env, config.admin.token_env]
+    names = [config.webhooks.token_env, config.admin.token_env, config.read.token_env]
     for target in config.notify:
         names += ENV_REFERENCE.findall(target.url)
     return [environ[name] for name in names if environ.get(name)]

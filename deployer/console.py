@@ -106,4 +106,6 @@ def outcome(deployment: dict[str, Any]) -> str:
         text += f": {short(deployment.get('previous_digest'))} -> {short(deployment['digest'])}"
     if deployment.get("error"):
         text += f"\nerror: {deployment['error']}"
+    if deployment.get("logs"):
+        text += f"\nlast log lines of the container:\n{deployment['logs']}"
     return text + "\n"

@@ -123,6 +123,7 @@ class Deployer:
             )
             return
         except DeployerError as err:
+            deployment.logs = getattr(err, "logs", None) or None
             self._fail(deployment, rollout, str(err))
         except Exception as err:
             log.exception(

@@ -27,8 +27,9 @@ def seconds(start: datetime | None, end: datetime | None) -> float | None:
     return round((end - start).total_seconds(), 3)
 
 
-def deployment_json(deployment: Deployment) -> dict[str, Any]:
-    """GET /deployments/<id>."""
+def deployment_json(deployment: Deployment, show_logs: bool = False) -> dict[str, Any]:
+    """GET /deployments/<id>. The container's log lines only with show_logs (an
+    authenticated reader): apps print secrets at start-up."""
     return {
         "id": deployment.id,
         "service": deployment.service,
@@ -54,6 +55,8 @@ def deployment_json(deployment: Deployment) -> dict[str, Any]:
             for step in deployment.steps
         ],
         "error": deployment.error,
+        "logs": deployment.logs if show_logs else None,
+        "logs_withheld": bool(deployment.logs) and not show_logs,
     }
 
 
@@ -64,6 +67,7 @@ def service_status(
     running: Deployment | None,
     last: Deployment | None,
     health: str | None = None,
+    show_logs: bool = False,
 ) -> dict[str, Any]:
     """One entry of GET /status: what serves, and the state of the service's deployments."""
     service = config.services[name]
@@ -86,5 +90,5 @@ def service_status(
         "state": state,
         "health": health,
         "since": iso(since),
-        "last_deployment": deployment_json(last) if last else None,
+        "last_deployment": deployment_json(last, show_logs) if last else None,
     }

@@ -85,6 +85,7 @@ class Deployment:
     previous_digest: str | None = None
     container: str | None = None
     error: str | None = None
+    logs: str | None = None  # the new container's last log lines when it failed (may hold secrets)
     created_at: datetime = field(default_factory=utc_now)
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -46,6 +46,7 @@ class Runtime:
         self.config = config
         self.webhook_token = environ.get(config.webhooks.token_env, "")
         self.admin_token = environ.get(config.admin.token_env, "")
+        self.read_token = environ.get(config.read.token_env, "")
         self.store = Store(config.state_dir / DATABASE)
         self.backend = backend
         self.nginx = NginxConfigurator(config.nginx, run, config.state_dir / NGINX_BACKUPS)

@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS deployments (
     previous_digest TEXT,
     container TEXT,
     error TEXT,
+    logs TEXT,
     created_at TEXT NOT NULL,
     started_at TEXT,
     finished_at TEXT
@@ -41,8 +42,9 @@ CREATE TABLE IF NOT EXISTS steps (
 """
 COLUMNS = (
     "id service trigger image tag state digest requested_digest previous_digest container "
-    "error created_at started_at finished_at"
+    "error logs created_at started_at finished_at"
 ).split()
+ADDED_COLUMNS = {"logs": "TEXT"}  # columns newer than the first schema, added to old databases
 
 
 class Store:
@@ -58,6 +60,10 @@ class Store:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
+            present = {row["name"] for row in self._db.execute("PRAGMA table_info(deployments)")}
+            for column, kind in ADDED_COLUMNS.items():
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE deployments ADD COLUMN {column} {kind}")
 
     def save(self, deployment: Deployment) -> None:
         """Insert or replace a deployment with all its steps, atomically."""

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from deployer.config import DOCKER_TAG
 from deployer.documents import deployment_json
 from deployer.errors import Forbidden, NotFound, Unauthorized, Unavailable
+from deployer.http.auth import presented
 from deployer.http.context import current_runtime
 from deployer.models import Deployment
 from deployer.payloads import load_json, to_model
@@ -44,13 +45,13 @@ def authenticate() -> None:
             f"admin API is disabled: set the environment variable "
             f"{current.config.admin.token_env} (admin.token_env) for deployer serve"
         )
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    found = presented()
+    if found is None or found[0] != "bearer":
         raise Unauthorized(
             "send the admin token as `Authorization: Bearer <token>`",
             'Bearer realm="deployer admin"',
         )
-    if not token_matches(token.strip(), current.admin_token):
+    if not token_matches(found[1], current.admin_token):
         raise Forbidden("wrong admin token")
 
 

@@ -8,7 +8,7 @@ from deployer.documents import service_status
 from deployer.runtime import Runtime
 
 
-def status_document(runtime: Runtime) -> dict[str, Any]:
+def status_document(runtime: Runtime, show_logs: bool = False) -> dict[str, Any]:
     """GET /status: per service, what serves and the state of its deployments."""
     services = {}
     for name in runtime.config.services:
@@ -21,5 +21,6 @@ def status_document(runtime: Runtime) -> dict[str, Any]:
             runtime.queue.running(name),
             history[0] if history else None,
             runtime.watch.state(serving.container.id) if serving is not None else None,
+            show_logs,
         )
     return {"services": services}

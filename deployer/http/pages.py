@@ -11,12 +11,14 @@ from typing import Any
 from flask import Blueprint, render_template
 
 from deployer.documents import deployment_json, iso
+from deployer.http.auth import authenticated, guard_reads
 from deployer.http.context import current_runtime
 from deployer.http.overview import status_document
 from deployer.models import Deployment, utc_now
 from deployer.runtime import Runtime
 
 blueprint = Blueprint("pages", __name__)
+blueprint.before_request(guard_reads)
 HISTORY = 5
 BUSY_REFRESH = 2
 IDLE_REFRESH = 30
@@ -31,14 +33,16 @@ def when(moment: str | None) -> str:
     return moment.replace("T", " ", 1).split(".")[0].removesuffix("Z") + " UTC"
 
 
-def status_cards(current: Runtime) -> list[dict[str, Any]]:
+def status_cards(current: Runtime, show_logs: bool) -> list[dict[str, Any]]:
     """One card per service: its status entry plus its last deployments."""
-    services = status_document(current)["services"]
+    services = status_document(current, show_logs)["services"]
     return [
         {
             "name": name,
             **entry,
-            "history": [deployment_json(item) for item in current.store.history(name, HISTORY)],
+            "history": [
+                deployment_json(item, show_logs) for item in current.store.history(name, HISTORY)
+            ],
         }
         for name, entry in services.items()
     ]
@@ -51,7 +55,7 @@ def busy(deployments: list[dict[str, Any]]) -> bool:
 @blueprint.get("/")
 def index() -> str:
     """The status page."""
-    cards = status_cards(current_runtime())
+    cards = status_cards(current_runtime(), authenticated())
     waiting = busy([item for card in cards for item in card["history"]])
     return render_template(
         "status.html",
@@ -61,9 +65,9 @@ def index() -> str:
     )
 
 
-def deployment_page(deployment: Deployment) -> str:
+def deployment_page(deployment: Deployment, show_logs: bool) -> str:
     """One deployment in full; refreshes while it is not finished."""
-    item = deployment_json(deployment)
+    item = deployment_json(deployment, show_logs)
     return render_template(
         "deployment.html", item=item, refresh=BUSY_REFRESH if busy([item]) else None
     )

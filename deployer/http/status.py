@@ -11,10 +11,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from deployer.documents import deployment_json
 from deployer.errors import BadRequest, NotFound
 from deployer.http import pages
+from deployer.http.auth import authenticated, guard_reads
 from deployer.http.context import current_runtime
 from deployer.http.overview import status_document
 
 blueprint = Blueprint("status", __name__)
+blueprint.before_request(guard_reads)
 MAX_LIMIT = 500
 DIGITS = re.compile(r"[0-9]{1,4}")  # ASCII only: '²'.isdigit() is true, int('²') fails
 
@@ -41,7 +43,7 @@ def healthz() -> tuple[Any, int]:
 
 @blueprint.get("/status")
 def service_status() -> Any:
-    return jsonify(status_document(current_runtime()))
+    return jsonify(status_document(current_runtime(), authenticated()))
 
 
 @blueprint.get("/metrics")
@@ -56,7 +58,8 @@ def deployments() -> Any:
     if service is not None and service not in current.config.services:
         raise NotFound(f"no service named {service!r} is configured")
     found = current.store.history(service, parse_limit(request.args.get("limit", "20")))
-    return jsonify({"deployments": [deployment_json(item) for item in found]})
+    shown = [deployment_json(item, authenticated()) for item in found]
+    return jsonify({"deployments": shown})
 
 
 @blueprint.get("/deployments/<deployment_id>")
@@ -69,8 +72,8 @@ def deployment(deployment_id: str) -> Any:
             return pages.not_found(f"No deployment with id {deployment_id!r}."), 404
         raise NotFound(f"no deployment with id {deployment_id!r}")
     if html:
-        return pages.deployment_page(found)
-    return jsonify(deployment_json(found))
+        return pages.deployment_page(found, authenticated())
+    return jsonify(deployment_json(found, authenticated()))
 
 
 def wants_html() -> bool:

@@ -77,9 +77,9 @@ def _probe_once(url: str, probe: Probe, health: HealthConfig) -> str:
 
 
 def _failure(backend: Backend, info: ContainerInfo, what: str) -> HealthCheckFailed:
+    # The log lines go apart from the message: apps print connection strings at start-up,
+    # so they are shown to authenticated readers only (the deployment's `logs`).
     logs = backend.logs(info.id, tail=20) or "(no output)"
     return HealthCheckFailed(
-        info.name,
-        f"{info.service} (container {info.name}, {info.short_id}) {what}; last log lines:\n{logs}",
-        logs,
+        info.name, f"{info.service} (container {info.name}, {info.short_id}) {what}", logs
     )

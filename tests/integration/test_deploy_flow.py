@@ -178,18 +178,22 @@ def test_v1_to_v2_under_continuous_load_drops_no_request(
 
 
 @pytest.mark.parametrize(
-    ("behaviour", "expected"),
+    ("behaviour", "expected", "logs"),
     [
         (
             AppBehaviour.EXIT,
-            "exited (status 3) before it was healthy; last log lines:\n"
+            "exited (status 3) before it was healthy",
             "fatal: cannot read /etc/app.conf",
         ),
-        (AppBehaviour.SILENT, "did not answer GET /healthz with 2xx within 3 s"),
+        (AppBehaviour.SILENT, "did not answer GET /healthz with 2xx within 3 s", "waiting forever"),
     ],
 )
 def test_bad_release_leaves_the_old_container_serving_and_nginx_unchanged(
-    make_bed: Callable[..., Bed], images: ImageFactory, behaviour: AppBehaviour, expected: str
+    make_bed: Callable[..., Bed],
+    images: ImageFactory,
+    behaviour: AppBehaviour,
+    expected: str,
+    logs: str,
 ) -> None:
     bed = make_bed(timeout=3)
     bed.push("web", "v1", images)
@@ -203,6 +207,8 @@ def test_bad_release_leaves_the_old_container_serving_and_nginx_unchanged(
     failed = bed.last("web")
     assert failed.state is DeploymentState.FAILED
     assert expected in failed.error
+    assert logs in failed.logs  # the container's own output, kept apart from the error
+    assert logs not in failed.error
     assert bed.nginx.upstreams.read_text() == nginx_before
     assert http_get(bed.nginx.url("web", "/version")) == (200, "v1\n")
     assert len(bed.runtime.backend.list_managed(bed.runtime.config.instance)) == 1

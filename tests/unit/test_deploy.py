@@ -72,14 +72,18 @@ def test_digest_already_running_is_skipped(runtime: Runtime, backend: FakeBacken
 
 
 @pytest.mark.parametrize(
-    ("behaviour", "message"),
+    ("behaviour", "message", "logs"),
     [
-        ("exit", "exited (status 3) before it was healthy; last log lines:\nfatal: cannot read"),
-        ("silent", "did not answer GET /healthz with 2xx within 0.3 s (last: ConnectionError)"),
+        ("exit", "exited (status 3) before it was healthy", "fatal: cannot read /etc/app.conf"),
+        (
+            "silent",
+            "did not answer GET /healthz with 2xx within 0.3 s (last: ConnectionError)",
+            "(no output)",
+        ),
     ],
 )
 def test_release_that_never_gets_healthy_is_rolled_back(
-    runtime: Runtime, backend: FakeBackend, behaviour: str, message: str
+    runtime: Runtime, backend: FakeBackend, behaviour: str, message: str, logs: str
 ) -> None:
     backend.push(WEB_IMAGE, "latest", V1)
     good = deploy(runtime)
@@ -91,6 +95,7 @@ def test_release_that_never_gets_healthy_is_rolled_back(
     assert result.state is DeploymentState.FAILED
     assert result.error is not None
     assert message in result.error
+    assert result.logs == logs  # kept apart from the error: shown to authenticated readers
     assert result.error.startswith(f"web (container web-{result.id}")
     assert result.error.endswith(f"; {good.container} keeps serving")
     assert step_names(result)[-1] == ("healthy", "failed")

@@ -75,10 +75,12 @@ def test_failed_deployment_shows_its_error_with_the_log_lines(
     answer = client.post("/services/web/deploy", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     finished(runtime, answer.json["id"])  # type: ignore[index]
 
-    text = text_of(client.get("/").get_data(as_text=True))
+    text = text_of(
+        client.get("/", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).get_data(as_text=True)
+    )
 
     assert "web failed" in text
-    assert "before it was healthy; last log lines: fatal: cannot read /etc/app.conf" in text
+    assert "exited (status 3) before it was healthy fatal: cannot read /etc/app.conf" in text
 
 
 def test_running_deployment_shows_its_running_step_and_refreshes_fast(
