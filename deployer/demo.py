@@ -13,13 +13,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import requests
 
+from deployer.backends.base import LABEL_INSTANCE
 from deployer.config import load_config
+from deployer.errors import DeployerError
 from deployer.models import FINISHED_STATES
 from deployer.sandbox import ImageFactory, LocalRegistry, SandboxNginx, ensure_engine
 from deployer.sandbox.engine import SANDBOX_DIR, remove_instance_containers
@@ -38,6 +41,43 @@ def interrupt(number: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+class DemoRefused(DeployerError):
+    """The demo will not run here; the message says why and what to do."""
+
+
+def instance_containers(instance: str) -> list[str]:
+    """Names of the containers labelled deployer.instance=instance (all states)."""
+    listing = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            f"label={LABEL_INSTANCE}={instance}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return listing.stdout.split()
+
+
+def refuse_a_busy_instance(
+    instance: str, list_containers: Callable[[str], list[str]] = instance_containers
+) -> None:
+    """The demo removes every container of its instance at exit: it must own all of them."""
+    found = list_containers(instance)
+    if found:
+        raise DemoRefused(
+            f"the demo's config uses instance {instance!r}, which has containers the demo did "
+            f"not create ({', '.join(found)}); the demo removes every container of its instance "
+            "when it ends, so it will not run here. Use a config with another `instance:`, or "
+            f"remove them: docker rm -f $(docker ps -aq --filter label={LABEL_INSTANCE}={instance})"
+        )
+
+
 def run_demo(config_path: Path, exit_after: bool) -> int:
     """Run the demo; return 0 when v2 ends up served through nginx."""
     signal.signal(signal.SIGTERM, interrupt)  # clean up on SIGTERM as on Ctrl-C
@@ -47,6 +87,7 @@ def run_demo(config_path: Path, exit_after: bool) -> int:
     service_name, service = next(iter(config.services.items()))
     registry_port = int(service.image.split("/", 1)[0].rsplit(":", 1)[1])
     say(f"Docker engine {ensure_engine(SANDBOX_DIR / 'dockerd.log')}")
+    refuse_a_busy_instance(config.instance)
     registry = LocalRegistry(DEMO_DIR.absolute() / "registry", port=registry_port).start()
     nginx = SandboxNginx(
         DEMO_DIR / "nginx", list(config.services), config.nginx.output, {service_name: NGINX_PORT}

@@ -213,3 +213,18 @@ def test_the_url_comes_from_the_config_without_needing_its_secrets(
 
     assert main(["deploy", "web", "--config", str(config)]) == 0
     assert "deployment d1 of web queued" in capsys.readouterr().out
+
+
+def test_demo_refuses_an_instance_with_containers_it_did_not_create() -> None:
+    from deployer.demo import DemoRefused, refuse_a_busy_instance
+
+    refuse_a_busy_instance("demo", lambda instance: [])  # nothing there: fine
+
+    with pytest.raises(DemoRefused) as caught:
+        refuse_a_busy_instance("demo", lambda instance: ["web-1a2b3c", "web-4d5e6f"])
+
+    assert "instance 'demo', which has containers the demo did not create" in str(caught.value)
+    assert "(web-1a2b3c, web-4d5e6f)" in str(caught.value)
+    assert "docker rm -f $(docker ps -aq --filter label=deployer.instance=demo)" in str(
+        caught.value
+    )
