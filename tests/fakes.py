@@ -36,8 +36,9 @@ class FakeEvents:
 
 
 class FakeBackend:
-    """An engine in memory. Images behave as registered: 'serve', 'exit', 'silent' or
-    'crashloop' (keeps crashing; its restart policy brings it back each time)."""
+    """An engine in memory. Images behave as registered: 'serve', 'exit', 'silent',
+    'crashloop' (keeps crashing; its restart policy brings it back each time) or 'unhealthy'
+    (answers HTTP, but its image HEALTHCHECK says unhealthy)."""
 
     def __init__(self) -> None:
         self.tags: dict[tuple[str, str], str] = {}
@@ -49,6 +50,7 @@ class FakeBackend:
         self.streams: list[FakeEvents] = []
         self._lock = threading.Lock()
         self.down = False  # the engine cannot be reached: every call fails
+        self.stop_fails = False  # `docker stop` fails (retire)
         self.lose_connection_after_create = False  # containers.run creates, then no answer
 
     def __getattribute__(self, name: str) -> object:
@@ -111,7 +113,7 @@ class FakeBackend:
             deployment=spec.labels["deployer.deployment"],
             address=spec.address or "10.0.0.1:8080",
             status="exited" if exited else "running",
-            health=None,
+            health="unhealthy" if self.behaviour[digest] == "unhealthy" else None,
             started_at=utc_now(),
             exit_code=3 if exited else None,
             restart_count=restarts,
@@ -142,6 +144,8 @@ class FakeBackend:
         return "fatal: cannot read /etc/app.conf" if self.behaviour[digest] == "exit" else ""
 
     def stop(self, container_id: str, timeout: float) -> None:
+        if self.stop_fails:
+            raise ContainerError(container_id, f"cannot stop container {container_id}: timeout")
         self.remove(container_id)
 
     def remove(self, container_id: str) -> None:
@@ -176,7 +180,7 @@ class FakeBackend:
         """The HTTP health probe against this engine's containers."""
         address = url.split("/")[2]
         for container in self.containers.values():
-            serves = self.behaviour[container.digest] == "serve"
+            serves = self.behaviour[container.digest] in ("serve", "unhealthy")
             if container.address == address and container.status == "running" and serves:
                 return 200
         raise requests.ConnectionError(f"connection refused: {address}")

@@ -169,3 +169,37 @@ def test_new_container_restarted_by_its_policy_fails_the_health_gate(
         result.error or ""
     )
     assert [c.name for c in backend.running("web")] == [good.container]
+
+
+def test_a_new_container_its_healthcheck_calls_unhealthy_is_rolled_back(
+    runtime: Runtime, backend: FakeBackend
+) -> None:
+    backend.push(WEB_IMAGE, "latest", V1)
+    good = deploy(runtime)
+    backend.push(WEB_IMAGE, "latest", V2, behaviour="unhealthy")
+
+    result = deploy(runtime)
+
+    assert result.state is DeploymentState.FAILED
+    assert "reported unhealthy by its image HEALTHCHECK" in (result.error or "")
+    assert [c.name for c in backend.running("web")] == [good.container]
+
+
+def test_a_failed_retire_is_recorded_failed_while_the_new_release_serves(
+    runtime: Runtime, backend: FakeBackend
+) -> None:
+    backend.push(WEB_IMAGE, "latest", V1)
+    old = deploy(runtime)
+    backend.push(WEB_IMAGE, "latest", V2)
+    backend.stop_fails = True
+
+    result = deploy(runtime)
+
+    assert result.state is DeploymentState.SUCCEEDED
+    assert step_names(result)[-1] == ("retire", "failed")
+    assert "cannot stop container" in result.steps[-1].detail
+    assert "deployer removes the old one at the next deployment or start" in result.steps[-1].detail
+    assert runtime.fleet.serving("web").container.name == result.container  # type: ignore[union-attr]
+    assert sorted(c.name for c in backend.running("web")) == sorted(
+        [str(old.container), str(result.container)]
+    )

@@ -123,3 +123,25 @@ def test_stop_refuses_new_work_and_leaves_waiting_jobs_queued(tmp_path: Path) ->
     assert stored.state is DeploymentState.QUEUED
     with pytest.raises(QueueClosed, match="stopping"):
         queue.submit("web", "img", "v2", "push")
+
+
+def test_a_superseded_deployment_is_reported_like_a_finished_one(tmp_path: Path) -> None:
+    runner = Recorder()
+    runner.release.set()
+    store = Store(tmp_path / "history.sqlite3")
+    reported: list[tuple[str, DeploymentState]] = []
+    queue = DeployQueue(
+        runner,
+        store,
+        0.3,
+        threading.Event(),
+        on_finished=lambda deployment: reported.append((deployment.id, deployment.state)),
+    )
+    queue.start()
+
+    older = queue.submit("web", "img", "v1", "push")
+    queue.submit("web", "img", "v2", "push")
+    wait_until(lambda: runner.ran and queue.idle())
+
+    assert reported == [(older.id, DeploymentState.SUPERSEDED)]
+    queue.stop(1)
