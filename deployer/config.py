@@ -238,7 +238,9 @@ class NginxConfig(_Frozen):
 
 
 class QueueConfig(_Frozen):
-    coalesce: Seconds = 2.0
+    """A push starts at once; pushes during a deployment collapse into one follow-up job."""
+
+    coalesce: Seconds = 0.0  # an extra wait for more pushes before a job starts
 
 
 class Config(_Frozen):

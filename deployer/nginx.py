@@ -195,9 +195,9 @@ class NginxConfigurator:
         if pid_file is None:
             self._check(self.config.reload, "reload")
             return
-        master, before = snapshot(pid_file)
+        before = snapshot(pid_file)
         self._check(self.config.reload, "reload")
-        wait_for_reload(master, before, self.config.reload_timeout)
+        wait_for_reload(before, self.config.reload_timeout)
 
     def _check(self, argv: Sequence[str], what: str) -> None:
         result = self._run(argv)

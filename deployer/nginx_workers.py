@@ -1,17 +1,23 @@
 """Confirm that nginx applied a reload, by watching its worker processes (Linux /proc).
 
 `nginx -s reload` only signals the master and returns. The master then starts new workers with
-the new config and asks the old ones to shut down; until they do, old workers still accept
-connections with the old upstreams. With `nginx.pid_file` set, the nginx step waits until every
-worker from before the reload has exited or stopped accepting ("worker process is shutting
-down"). When the master rejects the new config at reload time the old workers never change:
-that is reported as a failure instead of a success nginx does not serve.
+the new config and asks the old ones to shut down; until they close their listening sockets,
+old workers still accept connections with the old upstreams. With `nginx.pid_file` set, the
+nginx step waits until every worker from before the reload has exited or holds none of
+nginx's listening sockets (read from /proc/<pid>/fd against the master's /proc/<pid>/net).
+Where a worker's fds cannot be read (it runs as another user and deployer is not root), its
+title says it is shutting down ("worker process is shutting down") and a short settle covers
+the few syscalls between that title and the sockets' close. When the master rejects the new
+config at reload time the old workers never change: that is a failure, not a success nginx
+does not serve.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from deployer.errors import NginxError
@@ -19,8 +25,19 @@ from deployer.errors import NginxError
 PROC = Path("/proc")
 CACHE = "cache "  # `cache manager process`, `cache loader process`: they do not accept
 SHUTTING_DOWN = "is shutting down"
-# Between an old worker's new title and its closing the listening socket: a few syscalls.
-SETTLE = 0.05
+SETTLE = 0.05  # only when a worker's fds cannot be read: title changed, sockets not yet closed
+POLL = 0.005
+LISTEN_TCP = "0A"  # /proc/net/tcp state of a listening socket
+ACCEPTING_UNIX = 0x10000  # __SO_ACCEPTCON in /proc/net/unix flags: a listening unix socket
+
+
+@dataclass(frozen=True)
+class Workers:
+    """An nginx master, its workers (pid -> title) and its listening sockets (inodes)."""
+
+    master: int
+    titles: dict[int, str]
+    listeners: frozenset[int]
 
 
 def read_master_pid(pid_file: Path) -> int:
@@ -31,22 +48,22 @@ def read_master_pid(pid_file: Path) -> int:
         raise NginxError(
             str(pid_file), f"cannot read nginx pid file {pid_file}: {err.strerror}; is nginx up?"
         ) from None
-    if not text.isdigit():
+    if not text.isascii() or not text.isdigit():
         raise NginxError(str(pid_file), f"nginx pid file {pid_file} holds {text!r}, not a pid")
     return int(text)
 
 
-def snapshot(pid_file: Path, proc: Path = PROC) -> tuple[int, dict[int, str]]:
-    """The master's pid and its workers now; NginxError when it has none (wrong pid file)."""
+def snapshot(pid_file: Path, proc: Path = PROC) -> Workers:
+    """The master, its workers and listening sockets now; NginxError when it has no workers."""
     master = read_master_pid(pid_file)
-    workers = worker_titles(master, proc)
-    if not workers:
+    titles = worker_titles(master, proc)
+    if not titles:
         raise NginxError(
             str(pid_file),
             f"nginx pid file {pid_file} names pid {master}, which has no nginx worker "
             "processes here; is nginx running, in this pid namespace, with this pid file?",
         )
-    return master, workers
+    return Workers(master, titles, listening_inodes(master, proc))
 
 
 def worker_titles(master: int, proc: Path = PROC) -> dict[int, str]:
@@ -56,47 +73,114 @@ def worker_titles(master: int, proc: Path = PROC) -> dict[int, str]:
     a cache process counts as a worker.
     """
     workers: dict[int, str] = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in _children(master, proc):
         try:
-            stat = (entry / "stat").read_text()
+            stat = (proc / str(pid) / "stat").read_text()
             # `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
             parent = int(stat.rsplit(")", 1)[1].split()[1])
             if parent != master:
                 continue
-            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+            raw = (proc / str(pid) / "cmdline").read_bytes()
+            title = raw.replace(b"\0", b" ").decode(errors="replace").strip()
         except (OSError, IndexError, ValueError):
             continue  # exited while we looked
         if CACHE not in title:
-            workers[int(entry.name)] = title
+            workers[pid] = title
     return workers
 
 
-def still_accepting(before: dict[int, str], now: dict[int, str]) -> list[int]:
-    """Workers from `before` that still run and have not begun shutting down (pure)."""
-    return sorted(pid for pid in before if pid in now and SHUTTING_DOWN not in now[pid])
+def _children(master: int, proc: Path) -> list[int]:
+    """Candidate child pids: the kernel's list when it has one, else every process."""
+    try:
+        listed = (proc / str(master) / "task" / str(master) / "children").read_text().split()
+        return [int(pid) for pid in listed]
+    except (OSError, ValueError):
+        return [int(entry.name) for entry in proc.iterdir() if entry.name.isdigit()]
+
+
+def listening_inodes(master: int, proc: Path = PROC) -> frozenset[int]:
+    """Inodes of the listening sockets in the master's network namespace (TCP and unix)."""
+    found: set[int] = set()
+    for table in ("tcp", "tcp6"):
+        for fields in _rows(proc / str(master) / "net" / table):
+            if len(fields) > 9 and fields[3] == LISTEN_TCP and fields[9].isdigit():
+                found.add(int(fields[9]))
+    for fields in _rows(proc / str(master) / "net" / "unix"):
+        try:
+            if len(fields) > 6 and int(fields[3], 16) & ACCEPTING_UNIX:
+                found.add(int(fields[6]))
+        except ValueError:
+            continue
+    return frozenset(found)
+
+
+def _rows(path: Path) -> list[list[str]]:
+    try:
+        return [line.split() for line in path.read_text().splitlines()[1:]]
+    except OSError:
+        return []
+
+
+def holds_listener(pid: int, listeners: frozenset[int], proc: Path = PROC) -> bool | None:
+    """Whether process pid has one of these sockets open; None when its fds cannot be read."""
+    fds = proc / str(pid) / "fd"
+    try:
+        names = os.listdir(fds)
+    except PermissionError:
+        return None
+    except OSError:
+        return False  # exited
+    for name in names:
+        try:
+            target = os.readlink(fds / name)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and int(target[8:-1]) in listeners:
+            return True
+    return False
+
+
+def still_accepting(
+    before: Workers, now: dict[int, str], holds: Callable[[int], bool | None]
+) -> tuple[list[int], bool]:
+    """Workers from `before` that may still accept new connections, and whether the answer
+    rests on a title only for some worker (then a short settle is due)."""
+    accepting, by_title = [], False
+    for pid in sorted(before.titles):
+        if pid not in now:
+            continue
+        holding = holds(pid)
+        if holding is None:
+            by_title = True
+            holding = SHUTTING_DOWN not in now[pid]
+        if holding:
+            accepting.append(pid)
+    return accepting, by_title
 
 
 def wait_for_reload(
-    master: int,
-    before: dict[int, str],
+    before: Workers,
     timeout: float,
     proc: Path = PROC,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Return once the workers in `before` stopped accepting; NginxError after timeout."""
     deadline = time.monotonic() + timeout
+
+    def holds(pid: int) -> bool | None:
+        return holds_listener(pid, before.listeners, proc)
+
     while True:
-        old = still_accepting(before, worker_titles(master, proc))
+        old, by_title = still_accepting(before, worker_titles(before.master, proc), holds)
         if not old:
-            sleep(SETTLE)
+            if by_title:
+                sleep(SETTLE)
             return
         if time.monotonic() >= deadline:
             raise NginxError(
-                f"nginx master {master}",
-                f"nginx (master pid {master}) did not apply the reload within {timeout:g} s: "
-                f"worker(s) {', '.join(map(str, old))} still run the previous config; "
-                "see nginx's error log",
+                f"nginx master {before.master}",
+                f"nginx (master pid {before.master}) did not apply the reload within "
+                f"{timeout:g} s: worker(s) {', '.join(map(str, old))} still run the previous "
+                "config; see nginx's error log",
             )
-        sleep(0.02)
+        sleep(POLL)

@@ -1,8 +1,11 @@
 """Per-service serial deployments: coalescing, superseding, and a clean stop.
 
 - Jobs for one service never overlap; different services run in parallel.
-- A job waits `coalesce` seconds before it starts: identical requests arriving meanwhile join
-  it (one multi-arch push sends several webhooks), a different one supersedes it.
+- A push for a service with nothing waiting or running starts at once. Pushes that arrive while
+  a job runs collapse into one waiting follow-up: identical ones join it (one multi-arch push
+  sends several webhooks), a different one supersedes it. The follow-up resolves the tag again
+  and ends `skipped` when the digest is what already serves, so a burst of identical pushes
+  runs the rollout once. `coalesce` (default 0) makes every new job wait that long first.
 - stop() refuses new work and signals running jobs to roll back; queued jobs stay `queued` in
   the store and are resumed at the next start.
 """

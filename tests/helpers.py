@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from deployer.backends.base import ContainerInfo
 from deployer.models import Deployment, StepState
 from deployer.queue import new_deployment_id
+from deployer.rollout.containers import make_container_spec
 from deployer.runtime import Runtime
-from tests.conftest import WEB_IMAGE
+from tests.conftest import WEB_IMAGE, make_config
+from tests.fakes import FakeBackend
 
 PAYLOAD: dict[str, Any] = json.loads(
     (Path(__file__).parent / "payloads" / "dockerhub_push.json").read_text()
@@ -76,3 +79,11 @@ def new_deployment(runtime: Runtime, service: str = "web", tag: str = "latest") 
     )
     runtime.store.save(deployment)
     return deployment
+
+
+def start_container(backend: FakeBackend, digest: str, behaviour: str = "serve") -> ContainerInfo:
+    """A container of `web` at digest, started on the fake engine as a deployment would."""
+    backend.push(WEB_IMAGE, "latest", digest, behaviour)
+    backend.pull(WEB_IMAGE, digest)
+    service = make_config(Path("/nonexistent")).services["web"]
+    return backend.start(make_container_spec("web", service, digest, "d1", 18000, "unit"))

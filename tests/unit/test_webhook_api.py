@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
 from deployer.runtime import Runtime
-from tests.conftest import TOKEN
-from tests.helpers import PAYLOAD
+from tests.conftest import TOKEN, WEB_IMAGE
+from tests.fakes import FakeBackend
+from tests.helpers import PAYLOAD, finished
 
 URL = f"/webhooks/dockerhub/{TOKEN}"
 
@@ -139,3 +142,51 @@ def test_stopping_deployer_answers_503(client: FlaskClient, runtime: Runtime) ->
 
     assert answer.status_code == 503
     assert "stopping" in answer.json["error"]  # type: ignore[index]
+
+
+def test_a_burst_of_identical_pushes_runs_the_rollout_once_without_waiting(
+    client: FlaskClient, runtime: Runtime, backend: FakeBackend
+) -> None:
+    backend.push(WEB_IMAGE, "latest", "sha256:" + "1" * 64)
+    runtime.start()  # queue.coalesce is 0: the first push starts at once
+    answers = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(client.post(URL, json=PAYLOAD)))
+        for _ in range(20)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    ids = {answer.json["deployments"][0]["id"] for answer in answers}  # type: ignore[index]
+    for deployment_id in ids:
+        finished(runtime, deployment_id)
+    states = sorted(runtime.store.get(i).state.value for i in ids)  # type: ignore[union-attr]
+    assert [answer.status_code for answer in answers] == [202] * 20
+    # One ran the rollout; pushes that came while it ran joined one follow-up, which
+    # resolved again and found nothing new.
+    assert states in (["succeeded"], ["skipped", "succeeded"])
+    assert len(backend.running("web")) == 1
+
+
+def resolved(runtime: Runtime, deployment_id: str) -> bool:
+    found = runtime.store.get(deployment_id)
+    return found is not None and found.digest is not None
+
+
+def test_a_push_during_a_deployment_for_a_moved_tag_deploys_the_new_digest_next(
+    client: FlaskClient, runtime: Runtime, backend: FakeBackend
+) -> None:
+    backend.push(WEB_IMAGE, "latest", "sha256:" + "1" * 64, behaviour="silent")
+    runtime.start()
+    first = client.post(URL, json=PAYLOAD).json["deployments"][0]["id"]  # type: ignore[index]
+    while not resolved(runtime, first):  # it runs, with digest 1
+        time.sleep(0.005)
+    backend.push(WEB_IMAGE, "latest", "sha256:" + "2" * 64)  # the tag moved meanwhile
+    follow_up = client.post(URL, json=PAYLOAD).json["deployments"][0]["id"]  # type: ignore[index]
+
+    assert follow_up != first
+    assert finished(runtime, first).state.value == "failed"
+    done = finished(runtime, follow_up)
+    assert (done.state.value, done.digest) == ("succeeded", "sha256:" + "2" * 64)
