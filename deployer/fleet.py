@@ -6,9 +6,12 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from deployer.backends.base import ContainerInfo
 from deployer.models import Upstream, utc_now
+
+Applied = TypeVar("Applied")
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,15 @@ class Fleet:
         self,
         service: str,
         container: ContainerInfo,
-        apply: Callable[[Sequence[Upstream]], object],
+        apply: Callable[[Sequence[Upstream]], Applied],
         since: datetime | None = None,
-    ) -> None:
-        """Apply the upstreams with `container` serving `service`; record it only on success."""
+    ) -> Applied:
+        """Apply the upstreams with `container` serving `service`; record it only on success.
+        Returns what apply returned."""
         with self._switching:
-            apply(self.upstreams({service: container}))
+            applied = apply(self.upstreams({service: container}))
             self._serving = {**self._serving, service: Serving(container, since or utc_now())}
+            return applied
 
     def adopt(self, service: str, container: ContainerInfo, since: datetime) -> None:
         """Record a container found running at start (nginx is re-rendered afterwards)."""

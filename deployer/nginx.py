@@ -21,11 +21,25 @@ import jinja2
 from deployer.config import NginxConfig
 from deployer.errors import NginxError
 from deployer.models import Upstream, utc_now
-from deployer.nginx_workers import snapshot, wait_for_reload
+from deployer.nginx_workers import (
+    InFlight,
+    Workers,
+    in_flight,
+    read_master_pid,
+    snapshot,
+    wait_for_reload,
+)
 
 log = logging.getLogger(__name__)
 COMMAND_TIMEOUT = 60.0
 KEEP_BACKUPS = 20
+
+
+@dataclass(frozen=True)
+class Reloaded:
+    """nginx took a new file; `replaced` are its workers from before (None: not watched)."""
+
+    replaced: Workers | None
 
 
 @dataclass(frozen=True)
@@ -105,8 +119,9 @@ class NginxConfigurator:
         """Render the current template (read afresh, so template edits apply) for upstreams."""
         return render_upstreams(load_template(self.config.template), upstreams)
 
-    def apply(self, upstreams: Sequence[Upstream], force: bool = False) -> bool:
-        """Write, test and reload; return False when nothing needed doing.
+    def apply(self, upstreams: Sequence[Upstream], force: bool = False) -> Reloaded | None:
+        """Write, test and reload; return what the reload replaced, or None when nothing
+        needed doing.
 
         force: reload even when the file already holds this text (at start, after a crash,
         nginx may run another file than the one on disk). On failure the previous file is put
@@ -116,7 +131,7 @@ class NginxConfigurator:
         with self._lock:
             previous = self._read_current()
             if previous == text and self.in_sync and not force:
-                return False
+                return None
             if previous is not None and previous != text:
                 self._back_up(previous)
             self._swap_in(text)
@@ -126,13 +141,24 @@ class NginxConfigurator:
                 self._restore(previous)
                 raise NginxError(err.path, f"{err}; previous file restored") from None
             try:
-                self._reload()
+                replaced = self._reload()
             except NginxError as err:
                 self._restore(previous)
                 raise NginxError(err.path, f"{err}; {self._reload_restored()}") from None
             self.in_sync = True
         log.info("nginx upstreams written to %s and nginx reloaded", self.output)
-        return True
+        return Reloaded(replaced)
+
+    def in_flight(self, addresses: list[str], replaced: Workers | None) -> InFlight | None:
+        """What may still send traffic to these addresses (nginx workers a reload replaced,
+        open connections); None when that cannot be watched (no `pid_file`)."""
+        if self.config.pid_file is None:
+            return None
+        try:
+            master = read_master_pid(self.config.pid_file)
+        except NginxError:
+            return None
+        return in_flight(replaced, addresses, master)
 
     def _reload_restored(self) -> str:
         """After a failed reload: test and reload the restored file (best effort), say how."""
@@ -189,15 +215,17 @@ class NginxConfigurator:
             temporary.unlink(missing_ok=True)
             raise NginxError(str(self.output), f"cannot write {self.output}: {err}") from err
 
-    def _reload(self) -> None:
-        """Run the reload command; with a pid file, wait until nginx applied it."""
+    def _reload(self) -> Workers | None:
+        """Run the reload command; with a pid file, wait until nginx applied it and return the
+        workers it replaced (they exit once their in-flight requests are done)."""
         pid_file = self.config.pid_file
         if pid_file is None:
             self._check(self.config.reload, "reload")
-            return
+            return None
         before = snapshot(pid_file)
         self._check(self.config.reload, "reload")
         wait_for_reload(before, self.config.reload_timeout)
+        return before
 
     def _check(self, argv: Sequence[str], what: str) -> None:
         result = self._run(argv)

@@ -28,6 +28,7 @@ SHUTTING_DOWN = "is shutting down"
 SETTLE = 0.05  # only when a worker's fds cannot be read: title changed, sockets not yet closed
 POLL = 0.005
 LISTEN_TCP = "0A"  # /proc/net/tcp state of a listening socket
+ESTABLISHED = "01"
 ACCEPTING_UNIX = 0x10000  # __SO_ACCEPTCON in /proc/net/unix flags: a listening unix socket
 
 
@@ -184,3 +185,48 @@ def wait_for_reload(
                 "config; see nginx's error log",
             )
         sleep(POLL)
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """What may still send traffic to a retiring container: nginx workers from before the
+    switch that are still shutting down, and open connections from nginx to it."""
+
+    workers: tuple[int, ...]
+    connections: int
+
+    @property
+    def done(self) -> bool:
+        return not self.workers and not self.connections
+
+    def __str__(self) -> str:
+        return (
+            f"{self.connections} open connection(s) to it and {len(self.workers)} nginx "
+            "worker(s) from before the switch still finishing requests"
+        )
+
+
+def in_flight(
+    replaced: Workers | None, addresses: list[str], master: int, proc: Path = PROC
+) -> InFlight:
+    """Old workers still alive (they exit once their last request is done, and only they can
+    still send a request to the old container) and established connections from nginx's
+    network namespace to any of `addresses` (host:port, IPv4)."""
+    workers: tuple[int, ...] = ()
+    if replaced is not None:
+        alive = worker_titles(replaced.master, proc)
+        workers = tuple(pid for pid in sorted(replaced.titles) if pid in alive)
+    wanted = {_kernel_address(address) for address in addresses}
+    connections = sum(
+        1
+        for fields in _rows(proc / str(master) / "net" / "tcp")
+        if len(fields) > 3 and fields[2] in wanted and fields[3] == ESTABLISHED
+    )
+    return InFlight(workers, connections)
+
+
+def _kernel_address(address: str) -> str:
+    """`127.0.0.1:18000` as /proc/net/tcp writes it: `0100007F:4650`."""
+    host, port = address.rsplit(":", 1)
+    octets = [int(part) for part in host.split(".")]
+    return f"{''.join(f'{octet:02X}' for octet in reversed(octets))}:{int(port):04X}"

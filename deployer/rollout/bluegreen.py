@@ -21,12 +21,14 @@ from deployer.errors import ContainerMissing, DockerError, FinishLater, NoFreePo
 from deployer.fleet import Fleet
 from deployer.models import Deployment, DeploymentState, StepState, utc_now
 from deployer.nginx import NginxConfigurator
+from deployer.nginx_workers import Workers
 from deployer.rollout.containers import container_name, make_container_spec
 from deployer.rollout.health import Probe, http_probe, wait_until_healthy
 from deployer.rollout.ports import pick_port, port_is_free
 from deployer.watch import describe
 
 REMOVE_RETRY = 0.5  # seconds before the second attempt to remove a failed release's container
+DRAIN_POLL = 0.025  # seconds between two looks at what still sends traffic to the old container
 
 
 class BlueGreen:
@@ -129,14 +131,15 @@ class BlueGreenRollout:
             )
         with self.step("nginx") as step:
             was_in_sync = strategy.nginx.in_sync
-            strategy.fleet.switch(name, container, strategy.nginx.apply)
+            reloaded = strategy.fleet.switch(name, container, strategy.nginx.apply)
             self.switched = True
             step.detail = f"{strategy.nginx.output} now sends {name} to {container.address}"
             if not was_in_sync:  # leftovers kept while nginx might have used them can go now
                 keep = {container.id} | ({old.container.id} if old is not None else set())
                 step.detail = "; ".join([step.detail, *strategy.remove_leftovers(name, keep)])
         if old is not None:
-            self._retire([old.container], service.drain)
+            replaced = reloaded.replaced if reloaded is not None else None
+            self._retire([old.container], service.drain, replaced)
         return DeploymentState.SUCCEEDED
 
     def undo(self, error: str) -> str:
@@ -206,6 +209,27 @@ class BlueGreenRollout:
         )
         return strategy.backend.start(spec)
 
+    def _drain(self, old: list[ContainerInfo], cap: float, replaced: Workers | None) -> str:
+        """Wait until nothing can send a request to the old containers any more (the nginx
+        workers the switch replaced have exited and no connection to them is open), at most
+        `cap` seconds; without a way to watch that (no nginx.pid_file), wait `cap`."""
+        names = ", ".join(c.name for c in old) or "nothing"
+        addresses = [container.address for container in old]
+        nginx, stopping = self.strategy.nginx, self.strategy.stopping
+        began = time.monotonic()
+        while True:
+            left = nginx.in_flight(addresses, replaced)
+            waited = time.monotonic() - began
+            if left is None:
+                stopping.wait(cap)
+                return f"{names} kept serving in-flight requests for {cap:g} s"
+            if left.done:
+                return f"{names} had no request in flight after {waited:.2f} s"
+            if waited >= cap:
+                return f"{names} still had {left} after the {cap:g} s drain: retired anyway"
+            if stopping.wait(min(DRAIN_POLL, max(0.0, cap - waited))):
+                return f"{names}: drain cut short, deployer is stopping"
+
     def _finish_after_restart(self) -> DeploymentState:
         """A deployment that switched before deployer stopped: finish its drain and retire."""
         switched_at = self.deployment.switched_at
@@ -218,17 +242,23 @@ class BlueGreenRollout:
             if container.service == self.deployment.service and container.id not in keep
         ]
         elapsed = (utc_now() - switched_at).total_seconds()
-        self._retire(old, max(0.0, self.service.drain - elapsed), resumed=True)
+        drain = max(0.0, self.service.drain - elapsed)
+        self._retire(old, drain, replaced=None, resumed=True)
         return DeploymentState.SUCCEEDED
 
-    def _retire(self, old: list[ContainerInfo], drain: float, resumed: bool = False) -> None:
+    def _retire(
+        self,
+        old: list[ContainerInfo],
+        drain: float,
+        replaced: Workers | None,
+        resumed: bool = False,
+    ) -> None:
         stopping, names = self.strategy.stopping, ", ".join(c.name for c in old) or "nothing"
         with self.step("drain", cancellable=False) as step:
-            cut_short = stopping.wait(drain)
             step.detail = ("resumed after deployer restarted: " if resumed else "") + (
-                f"{names} kept serving in-flight requests for {drain:g} s"
+                self._drain(old, drain, replaced)
             )
-            if cut_short:
+            if stopping.is_set():
                 step.state = StepState.INTERRUPTED
                 step.detail = f"{names} kept serving; cut short: deployer is stopping"
         if stopping.is_set():

@@ -148,9 +148,10 @@ def run_with_a_stop_request_right_after_the_switch(
     the stop budget allows)."""
     original = runtime.fleet.switch
 
-    def switch_then_stop(*args: Any, **kwargs: Any) -> None:
-        original(*args, **kwargs)
+    def switch_then_stop(*args: Any, **kwargs: Any) -> Any:
+        applied = original(*args, **kwargs)
         runtime.stopping.set()
+        return applied
 
     runtime.fleet.switch = switch_then_stop  # type: ignore[method-assign]
     runtime.deployer.run(deployment)

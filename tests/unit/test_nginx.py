@@ -87,7 +87,7 @@ def test_template_syntax_error_names_file_and_line(tmp_path: Path) -> None:
 def test_apply_writes_tests_and_reloads(tmp_path: Path) -> None:
     configurator, nginx = make(tmp_path)
 
-    assert configurator.apply([WEB]) is True
+    assert configurator.apply([WEB]) is not None
 
     assert "server 127.0.0.1:18001;" in configurator.output.read_text()
     assert nginx.reloaded_with == [configurator.output.read_text()]
@@ -98,7 +98,7 @@ def test_apply_of_identical_text_does_not_reload(tmp_path: Path) -> None:
     configurator, nginx = make(tmp_path)
     configurator.apply([WEB])
 
-    assert configurator.apply([WEB]) is False
+    assert configurator.apply([WEB]) is None
     assert len(nginx.reloaded_with) == 1
 
 
@@ -205,7 +205,7 @@ def test_when_the_restored_file_cannot_be_reloaded_either_nginx_is_known_out_of_
     assert not configurator.in_sync
     reloads = len(nginx.reloaded_with)
     # The same text again is not "nothing to do": nginx must be brought in line with the file.
-    assert configurator.apply([Upstream("web")]) is True
+    assert configurator.apply([Upstream("web")]) is not None
     assert len(nginx.reloaded_with) == reloads + 1
     assert configurator.in_sync
 

@@ -9,6 +9,7 @@ import pytest
 from deployer.errors import NginxError
 from deployer.nginx_workers import (
     Workers,
+    in_flight,
     listening_inodes,
     snapshot,
     still_accepting,
@@ -157,3 +158,28 @@ def snapshot_of(proc: Path) -> Workers:
     pid_file = proc.parent / "nginx.pid"
     pid_file.write_text(f"{MASTER}\n")
     return snapshot(pid_file, proc)
+
+
+def test_in_flight_counts_old_workers_still_alive_and_connections_to_the_old_address(
+    proc: Path,
+) -> None:
+    replaced = snapshot_of(proc)  # worker 101 was replaced by the switch's reload
+    # 5002 is a connection from nginx (port 0x9C40) to 127.0.0.1:0x4650 = 18000, established
+    tcp = proc / str(MASTER) / "net" / "tcp"
+    tcp.write_text(
+        TCP
+        + "   2: 0100007F:9C41 0100007F:4650 01 00000000:00000000 00:00000000 00000000 0 0 5005 1\n"
+        + "   3: 0100007F:9C42 0100007F:4650 06 00000000:00000000 00:00000000 00000000 0 0 0 1\n"
+    )
+
+    busy = in_flight(replaced, ["127.0.0.1:18000"], MASTER, proc)
+    assert (busy.workers, busy.connections, busy.done) == ((101,), 1, False)
+
+    (proc / "101" / "stat").unlink()  # the old worker finished its last request and exited
+    tcp.write_text(TCP)
+    idle = in_flight(replaced, ["127.0.0.1:18000"], MASTER, proc)
+    assert (idle.workers, idle.connections, idle.done) == ((), 0, True)
+
+
+def test_connections_to_other_ports_do_not_count(proc: Path) -> None:
+    assert in_flight(None, ["127.0.0.1:18001"], MASTER, proc).connections == 0
