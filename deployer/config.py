@@ -26,9 +26,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from deployer.errors import ConfigError
+from deployer.resources import TEMPLATES
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_TEMPLATE = PROJECT_ROOT / "templates" / "nginx" / "upstreams.conf.j2"
+DEFAULT_TEMPLATE = TEMPLATES / "nginx" / "upstreams.conf.j2"
 DEFAULT_CONFIG_PATH = Path("config/deployer.yml")
 MIN_TOKEN_LENGTH = 16
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
