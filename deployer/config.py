@@ -35,6 +35,7 @@ SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 DOCKER_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+CONTAINER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 def _seconds(value: Any) -> float:
@@ -207,6 +208,7 @@ class NginxConfig(_Frozen):
     test: list[str] = Field(default_factory=lambda: ["nginx", "-t"], min_length=1)
     reload: list[str] = Field(default_factory=lambda: ["nginx", "-s", "reload"], min_length=1)
     pid_file: Path | None = None  # set: wait until nginx applied each reload (see nginx_workers)
+    container: str | None = Field(default=None, pattern=CONTAINER_NAME)  # see nginx_container
     reload_timeout: Seconds = 10.0
 
 
