@@ -152,6 +152,10 @@ def build_base_image(tag: str, recipe: BaseRecipe, workdir: Path) -> None:
         import_rootfs(rootfs, recipe.import_argv(tag))
     finally:
         remove_rootfs(rootfs)
+    # The base this one replaced, unless images built on it still need it. Images built on a
+    # base inherit its labels: only those untagged for an hour go (another run may use one).
+    prune = ["docker", "image", "prune", "--force", "--filter", f"label={RECIPE_LABEL}"]
+    subprocess.run([*prune, "--filter", "until=1h"], capture_output=True, check=False)
     log.info("built %s (recipe %s)", tag, recipe.key)
 
 
