@@ -12,6 +12,7 @@ a machine takes about a minute, later runs a `docker image inspect`.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
@@ -144,6 +145,11 @@ def build_base_image(tag: str, recipe: BaseRecipe, workdir: Path) -> None:
     """debootstrap into a temporary rootfs, slim it, `docker import` it as tag, remove it."""
     if shutil.which("debootstrap") is None:
         raise BaseImageError("debootstrap is not installed (Debian package debootstrap)")
+    if os.geteuid() != 0:
+        raise BaseImageError(
+            f"debootstrap needs root: build {tag} once as root "
+            "(python -m deployer.sandbox base-image); later runs reuse it"
+        )
     workdir.mkdir(parents=True, exist_ok=True)
     rootfs = Path(tempfile.mkdtemp(prefix="rootfs-", dir=workdir))
     try:

@@ -9,6 +9,7 @@ keyed by requirements.txt; the wheel is built and installed into it on every run
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,15 +28,22 @@ from tests.conftest import TOKEN
 
 pytestmark = pytest.mark.integration  # `deployer serve` lists its containers on the engine
 REPOSITORY = Path(__file__).resolve().parents[2]
+NOT_SOURCE = (".git", ".venv", "var", "build", "dist", "*.egg-info", "__pycache__", ".*_cache")
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """deployer's wheel, built from the repository with `pip wheel . --no-deps`."""
+    """deployer's wheel, built with `pip wheel . --no-deps` in a clean copy of the repository.
+
+    setuptools builds in the source tree and never empties its build/ folder: a module deleted
+    since the last build would still be packaged. The copy also leaves the checkout untouched.
+    """
+    source = tmp_path_factory.mktemp("source") / "deployer"
+    shutil.copytree(REPOSITORY, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
     dist = tmp_path_factory.mktemp("dist")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), "."],
-        cwd=REPOSITORY,
+        cwd=source,
         capture_output=True,
         check=True,
     )
@@ -114,7 +122,8 @@ def test_the_installed_wheel_serves_the_page_and_renders_nginx(
     assert page.status_code == 200, output
     assert page.headers["Content-Type"].startswith("text/html")
     assert page.text.startswith("<!doctype html>")
-    assert "web" in page.text
+    assert "<title>deployer: 1 service</title>" in page.text
+    assert "<h2>web " in page.text
     assert process.returncode == 0, output
     assert (tmp_path / "nginx" / "upstreams.conf").read_text() == rendered.stdout
     assert str(venv) in templates_found_by(venv, environ, tmp_path)
