@@ -5,9 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from deployer.resources import templates_dir
-from deployer.sandbox.base_image import RECIPE_LABEL, BaseRecipe, slim
+from deployer.sandbox.base_image import (
+    RECIPE_LABEL,
+    BaseRecipe,
+    MirrorUnreachable,
+    check_mirror,
+    slim,
+)
 from deployer.sandbox.deployer_image import BUILD_LABEL, build_argv
+from deployer.sandbox.net import free_port
 from deployer.sandbox.pypi import INDEX_PORTS, project_name, stable_port, write_simple_index
 
 
@@ -87,3 +96,13 @@ def test_templates_come_from_the_package_when_installed_else_the_checkout(tmp_pa
     installed = tmp_path / "site-packages" / "deployer"
     (installed / "templates").mkdir(parents=True)
     assert templates_dir(installed) == installed / "templates"
+
+
+def test_an_unreachable_mirror_is_reported_with_its_url_and_reason() -> None:
+    recipe = BaseRecipe(mirror=f"http://127.0.0.1:{free_port()}/debian")
+
+    with pytest.raises(
+        MirrorUnreachable,
+        match=r"cannot reach http://127\.0\.0\.1:\d+/debian/dists/bookworm/Release: .*refused",
+    ):
+        check_mirror(recipe, timeout=2)
