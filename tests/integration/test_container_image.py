@@ -94,7 +94,10 @@ def stack(
         etc, state = write_config(tmp_path, nginx, nginx_name, instance, port, images, port_pool)
         run_deployer(deployer_name, labels, built.deployer, etc, state, prefix, port)
         base = f"http://127.0.0.1:{port}"
-        wait_for_http(f"{base}/healthz", timeout=30)
+        try:
+            wait_for_http(f"{base}/healthz", timeout=30)
+        except TimeoutError as err:
+            raise AssertionError(f"{err}; deployer's output:\n{logs(deployer_name)}") from err
         yield Stack(deployer_name, base, nginx, state, images.repository("web"))
     finally:
         nginx.stop()
