@@ -14,8 +14,9 @@ from flask import Flask
 from deployer import http
 from deployer.backends.base import Backend
 from deployer.backends.docker import DockerBackend
-from deployer.config import PROJECT_ROOT, Config
+from deployer.config import Config
 from deployer.nginx import Runner, run_command
+from deployer.resources import TEMPLATES
 from deployer.rollout.health import Probe, http_probe
 from deployer.rollout.ports import port_is_free
 from deployer.runtime import Runtime
@@ -31,7 +32,7 @@ def create_app(
     is_port_free: Callable[[int], bool] = port_is_free,
 ) -> Flask:
     """The Flask app with its Runtime in app.extensions['deployer'] (not started)."""
-    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"))
+    app = Flask(__name__, template_folder=str(TEMPLATES))
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["deployer"] = Runtime(
         config,

@@ -27,9 +27,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from deployer.errors import ConfigError
+from deployer.resources import TEMPLATES
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_TEMPLATE = PROJECT_ROOT / "templates" / "nginx" / "upstreams.conf.j2"
+DEFAULT_TEMPLATE = TEMPLATES / "nginx" / "upstreams.conf.j2"
 DEFAULT_CONFIG_PATH = Path("config/deployer.yml")
 MIN_TOKEN_LENGTH = 16
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
@@ -38,6 +38,7 @@ ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PORT_NUMBER = re.compile(r"[0-9]{1,5}")
 MAX_SECONDS = 86400.0  # one day: longer is a typo, and Event.wait() overflows near infinity
+CONTAINER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 def _seconds(value: Any) -> float:
@@ -234,6 +235,7 @@ class NginxConfig(_Frozen):
     test: list[str] = Field(default_factory=lambda: ["nginx", "-t"], min_length=1)
     reload: list[str] = Field(default_factory=lambda: ["nginx", "-s", "reload"], min_length=1)
     pid_file: Path | None = None  # set: wait until nginx applied each reload (see nginx_workers)
+    container: str | None = Field(default=None, pattern=CONTAINER_NAME)  # see nginx_container
     reload_timeout: Seconds = 10.0
 
 

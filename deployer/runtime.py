@@ -16,6 +16,7 @@ from deployer.images import prune_images, rollback_target
 from deployer.metrics import Metrics
 from deployer.models import Deployment, DeploymentState, PushEvent
 from deployer.nginx import NginxConfigurator, Runner, run_command
+from deployer.nginx_container import nginx_runner
 from deployer.notify import Notifier
 from deployer.queue import DeployQueue
 from deployer.rollout.adoption import adopt_running
@@ -49,7 +50,8 @@ class Runtime:
         self.read_token = environ.get(config.read.token_env, "")
         self.store = Store(config.state_dir / DATABASE)
         self.backend = backend
-        self.nginx = NginxConfigurator(config.nginx, run, config.state_dir / NGINX_BACKUPS)
+        nginx_run = nginx_runner(config.nginx, backend, run)
+        self.nginx = NginxConfigurator(config.nginx, nginx_run, config.state_dir / NGINX_BACKUPS)
         self.fleet = Fleet(config.services)
         self.stopping = threading.Event()
         self.notifier = Notifier(config.notify, environ)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -164,6 +164,15 @@ class DockerBackend:
             raise ContainerError(
                 container_id, f"cannot remove container {container_id}: {_why(err)}"
             ) from err
+
+    def run_in(self, container: str, argv: Sequence[str]) -> tuple[int, str]:
+        """Run argv inside a running container, as its user (docker exec): status, output."""
+        try:
+            result = self.client.containers.get(container).exec_run(list(argv))
+        except ENGINE_ERRORS as err:
+            return 125, f"cannot run {argv[0]} in container {container}: {_why(err)}"
+        output: bytes = result.output or b""
+        return int(result.exit_code), output.decode(errors="replace").strip()
 
     def list_managed(self, instance: str) -> list[ContainerInfo]:
         """Every container (running or not) labelled for this deployer instance."""

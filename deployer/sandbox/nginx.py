@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -64,6 +65,7 @@ class SandboxNginx:
         services: list[str],
         upstreams: Path | None = None,
         listen: dict[str, int] | None = None,
+        launcher: Sequence[str] = (),
     ) -> None:
         self.prefix = prefix.absolute()
         self.conf = self.prefix / "nginx.conf"
@@ -83,7 +85,8 @@ class SandboxNginx:
         ]
         self.test_argv = [*base, "-t", "-q"]
         self.reload_argv = [*base, "-s", "reload"]
-        self._process = SandboxProcess("nginx", base, self.prefix / "nginx.out")
+        # launcher: what runs the server in, e.g. `docker run ... IMAGE` for nginx in a container.
+        self._process = SandboxProcess("nginx", [*launcher, *base], self.prefix / "nginx.out")
 
     def deployer_config(self) -> dict[str, str | list[str]]:
         """The `nginx:` section of a deployer config that drives this nginx."""
