@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ CREATE TABLE IF NOT EXISTS deployments (
     finished_at TEXT
 );
 CREATE INDEX IF NOT EXISTS deployments_by_service ON deployments (service, created_at);
+CREATE INDEX IF NOT EXISTS deployments_by_time ON deployments (created_at);
+CREATE INDEX IF NOT EXISTS deployments_by_state ON deployments (state);
 CREATE TABLE IF NOT EXISTS steps (
     deployment_id TEXT NOT NULL REFERENCES deployments (id),
     position INTEGER NOT NULL,
@@ -44,6 +47,13 @@ COLUMNS = (
     "id service trigger image tag state digest requested_digest previous_digest container "
     "error logs created_at started_at finished_at"
 ).split()
+# Insert, or update in place (an in-place update keeps the row where it is). Constants only.
+_VALUES = ", ".join("?" * len(COLUMNS))
+_UPDATES = ", ".join(f"{column} = excluded.{column}" for column in COLUMNS[1:])
+UPSERT = f"INSERT INTO deployments ({', '.join(COLUMNS)}) VALUES ({_VALUES}) " + (  # noqa: S608
+    f"ON CONFLICT (id) DO UPDATE SET {_UPDATES}"
+)
+NEWEST_FIRST = "created_at DESC, id DESC"
 ADDED_COLUMNS = {"logs": "TEXT"}  # columns newer than the first schema, added to old databases
 
 
@@ -83,11 +93,7 @@ class Store:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute(
-                    f"INSERT OR REPLACE INTO deployments ({', '.join(COLUMNS)}) "  # noqa: S608
-                    f"VALUES ({', '.join('?' * len(COLUMNS))})",
-                    row,
-                )
+                self._db.execute(UPSERT, row)
                 self._db.execute("DELETE FROM steps WHERE deployment_id = ?", (deployment.id,))
                 self._db.executemany("INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?, ?)", steps)
             except BaseException:
@@ -100,30 +106,48 @@ class Store:
         found = self._select("WHERE id = ?", (deployment_id,))
         return found[0] if found else None
 
-    def history(self, service: str | None = None, limit: int = 20) -> list[Deployment]:
-        """Newest first, optionally for one service."""
-        if service is None:
-            return self._select("ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,))
-        return self._select(
-            "WHERE service = ? ORDER BY created_at DESC, rowid DESC LIMIT ?", (service, limit)
+    def history(
+        self, service: str | None = None, limit: int = 20, before: str | None = None
+    ) -> list[Deployment]:
+        """Newest first, optionally for one service, optionally older than deployment
+        `before` (a page cursor; an unknown id gives the newest)."""
+        where, params = [], []
+        if service is not None:
+            where.append("service = ?")
+            params.append(service)
+        if before is not None:
+            where.append("(created_at, id) < (SELECT created_at, id FROM deployments WHERE id = ?)")
+            params.append(before)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        return self._select(f"{clause}ORDER BY {NEWEST_FIRST} LIMIT ?", (*params, limit))
+
+    def recent(self, services: Sequence[str], count: int) -> dict[str, list[Deployment]]:
+        """The newest `count` deployments of each service, newest first, in one query
+        (an index lookup per service, whatever the size of the history). Only the newest of
+        each comes with its steps."""
+        if not services:
+            return {}
+        names = ", ".join("(?)" for _ in services)
+        found = self._load(
+            f"WITH names(name) AS (VALUES {names}) "  # noqa: S608 (fixed clauses)
+            "SELECT d.* FROM names JOIN deployments AS d ON d.id IN "
+            "(SELECT id FROM deployments WHERE service = names.name "
+            f"ORDER BY {NEWEST_FIRST} LIMIT ?) ORDER BY {NEWEST_FIRST}",
+            (*services, count),
+            steps_of=_newest_per_service,
         )
+        grouped: dict[str, list[Deployment]] = {name: [] for name in services}
+        for deployment in found:
+            grouped[deployment.service].append(deployment)
+        return grouped
 
     def in_state(self, *states: DeploymentState) -> list[Deployment]:
         """Deployments in any of these states, oldest first."""
         marks = ", ".join("?" * len(states))
         return self._select(
-            f"WHERE state IN ({marks}) ORDER BY created_at, rowid",
+            f"WHERE state IN ({marks}) ORDER BY created_at, id",
             tuple(state.value for state in states),
         )
-
-    def last_finished(self, service: str) -> Deployment | None:
-        """The newest deployment of service that ended succeeded or failed."""
-        found = self._select(
-            "WHERE service = ? AND state IN ('succeeded', 'failed') "
-            "ORDER BY finished_at DESC, rowid DESC LIMIT 1",
-            (service,),
-        )
-        return found[0] if found else None
 
     def digests(self, service: str, succeeded_only: bool, limit: int = 100) -> list[str]:
         """Distinct digests deployments of service ran, newest first."""
@@ -143,10 +167,19 @@ class Store:
             self._db.close()
 
     def _select(self, where: str, params: tuple[Any, ...]) -> list[Deployment]:
+        return self._load(f"SELECT * FROM deployments {where}", params)  # noqa: S608
+
+    def _load(
+        self,
+        query: str,
+        params: tuple[Any, ...],
+        steps_of: Callable[[list[sqlite3.Row]], list[str]] | None = None,
+    ) -> list[Deployment]:
+        """Deployments the query selects (whole rows), with their steps (all, or those of
+        the ids steps_of picks)."""
         with self._lock:
-            query = f"SELECT rowid, * FROM deployments {where}"  # noqa: S608 (fixed clauses)
             rows = self._db.execute(query, params).fetchall()
-            ids = [row["id"] for row in rows]
+            ids = [row["id"] for row in rows] if steps_of is None else steps_of(rows)
             marks = ", ".join("?" * len(ids))
             step_rows = self._db.execute(
                 f"SELECT * FROM steps WHERE deployment_id IN ({marks}) "  # noqa: S608
@@ -165,6 +198,14 @@ class Store:
                 )
             )
         return [_deployment(row, steps.get(row["id"], [])) for row in rows]
+
+
+def _newest_per_service(rows: list[sqlite3.Row]) -> list[str]:
+    """Ids of the first row of each service (rows come newest first)."""
+    seen: dict[str, str] = {}
+    for row in rows:
+        seen.setdefault(row["service"], row["id"])
+    return list(seen.values())
 
 
 def _deployment(row: sqlite3.Row, steps: list[Step]) -> Deployment:

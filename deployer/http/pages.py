@@ -6,9 +6,10 @@ every IDLE_REFRESH seconds otherwise. No script, no outside CSS: it works on an 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, render_template
+from flask import Blueprint, render_template, request
 
 from deployer.documents import deployment_json, iso
 from deployer.http.auth import authenticated, guard_reads
@@ -19,7 +20,9 @@ from deployer.runtime import Runtime
 
 blueprint = Blueprint("pages", __name__)
 blueprint.before_request(guard_reads)
-HISTORY = 5
+HISTORY = 5  # deployments per service card: the newest in full, the others one line each
+PAGE = 50  # deployments per history page
+MIN_SHARE = 0.04  # the least share of a timeline bar a step gets, so it stays visible
 BUSY_REFRESH = 2
 IDLE_REFRESH = 30
 
@@ -34,18 +37,42 @@ def when(moment: str | None) -> str:
 
 
 def status_cards(current: Runtime, show_logs: bool) -> list[dict[str, Any]]:
-    """One card per service: its status entry plus its last deployments."""
-    services = status_document(current, show_logs)["services"]
+    """One card per service: its status entry plus its last deployments (one query)."""
+    recent = current.store.recent(list(current.config.services), HISTORY)
+    services = status_document(current, show_logs, recent)["services"]
     return [
         {
             "name": name,
             **entry,
-            "history": [
-                deployment_json(item, show_logs) for item in current.store.history(name, HISTORY)
-            ],
+            "history": [deployment_json(item, show_logs) for item in recent[name]],
         }
         for name, entry in services.items()
     ]
+
+
+@blueprint.app_template_global()
+def timeline(item: dict[str, Any], now: datetime | None = None) -> list[dict[str, Any]]:
+    """A deployment's steps as shares of a bar (pure): name, state, seconds, percent.
+
+    A running step counts up to now; every step gets at least MIN_SHARE of the bar so a
+    5 ms step stays visible beside a 2 s one.
+    """
+    now = now or utc_now()
+    spans = []
+    for step in item["steps"]:
+        seconds = step["duration_seconds"]
+        if seconds is None:
+            started = datetime.fromisoformat(step["started_at"].replace("Z", "+00:00"))
+            seconds = max(0.0, (now - started).total_seconds())
+        spans.append({"name": step["name"], "state": step["state"], "seconds": seconds})
+    total = sum(span["seconds"] for span in spans) or 1.0
+    weights = [max(span["seconds"] / total, MIN_SHARE) for span in spans]
+    for span, weight in zip(spans, weights, strict=True):
+        span["percent"] = round(100 * weight / sum(weights), 2)
+        took = "running…" if span["state"] == "running" else f"{span['seconds']:.2f} s"
+        span["label"] = f"{span['name']} {took}"
+        span["title"] = f"{span['name']} {span['state']} {span['seconds']:.3f} s"
+    return spans
 
 
 def busy(deployments: list[dict[str, Any]]) -> bool:
@@ -70,6 +97,25 @@ def deployment_page(deployment: Deployment, show_logs: bool) -> str:
     item = deployment_json(deployment, show_logs)
     return render_template(
         "deployment.html", item=item, refresh=BUSY_REFRESH if busy([item]) else None
+    )
+
+
+@blueprint.get("/services/<name>/history")
+def history(name: str) -> tuple[str, int] | str:
+    """A service's deployments, PAGE at a time, newest first; `?before=<id>` pages back."""
+    current = current_runtime()
+    if name not in current.config.services:
+        return not_found(f"No service named {name!r} is configured."), 404
+    before = request.args.get("before")
+    found = current.store.history(name, PAGE + 1, before)
+    items = [deployment_json(item, authenticated()) for item in found[:PAGE]]
+    return render_template(
+        "history.html",
+        service=name,
+        items=items,
+        older=items[-1]["id"] if len(found) > PAGE else None,
+        first_page=before is None,
+        refresh=None,
     )
 
 

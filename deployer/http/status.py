@@ -57,7 +57,8 @@ def deployments() -> Any:
     service = request.args.get("service")
     if service is not None and service not in current.config.services:
         raise NotFound(f"no service named {service!r} is configured")
-    found = current.store.history(service, parse_limit(request.args.get("limit", "20")))
+    limit, before = parse_limit(request.args.get("limit", "20")), request.args.get("before")
+    found = current.store.history(service, limit, before)
     shown = [deployment_json(item, authenticated()) for item in found]
     return jsonify({"deployments": shown})
 

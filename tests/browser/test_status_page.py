@@ -127,6 +127,15 @@ def test_a_person_sees_every_service_its_state_and_what_went_wrong(
     assert "api deploying" in text
     assert "healthy running…" in text
     assert "refreshes every 2 s" in text
+    # Each card's last deployment as a bar of its steps, widths summing to the whole bar.
+    bars = re.findall(r'<div class="timeline"[^>]*>(.*?)</div>', dom, flags=re.S)
+    assert len(bars) == 2, dom
+    for bar in bars:
+        widths = [float(width) for width in re.findall(r"width: ([0-9.]+)%", bar)]
+        assert len(widths) >= 4
+        assert abs(sum(widths) - 100) < 0.1
+    assert any('class="failed"' in bar and ">healthy " in bar for bar in bars)
+    assert any('class="running"' in bar and ">healthy running…<" in bar for bar in bars)
 
     ARTIFACTS.mkdir(exist_ok=True)
     for name, size in (("status-page-phone", "412,1400"), ("status-page-desktop", "1280,1000")):
@@ -154,3 +163,4 @@ def test_a_deployment_page_opens_as_html_in_the_browser(
 
     assert "<table>" in page
     assert re.search(r"deployment <code>[0-9a-f]{12}</code> of (web|api)", page)
+    assert '<div class="timeline"' in page

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
 from flask.testing import FlaskClient
 
+from deployer.http.pages import timeline
 from deployer.models import Deployment, DeploymentState, Step, StepState, utc_now
 from deployer.runtime import Runtime
 from tests.conftest import ADMIN_TOKEN, WEB_IMAGE
@@ -140,3 +142,75 @@ def test_deployment_page_or_json_by_accept_header(client: FlaskClient, runtime: 
     assert forced.json["id"] == "d1"  # type: ignore[index]
     assert missing.status_code == 404
     assert "No deployment with id &#39;nope&#39;" in missing.get_data(as_text=True)
+
+
+def test_timeline_shares_follow_the_step_times_and_a_tiny_step_stays_visible() -> None:
+    item = {
+        "steps": [
+            {"name": "resolve", "state": "succeeded", "duration_seconds": 0.001},
+            {"name": "healthy", "state": "succeeded", "duration_seconds": 3.0},
+            {"name": "nginx", "state": "succeeded", "duration_seconds": 1.0},
+        ]
+    }
+
+    spans = timeline(item)
+
+    percents = [span["percent"] for span in spans]
+    assert abs(sum(percents) - 100) < 0.05
+    assert percents[0] > 3  # 0.001 s would be invisible at its true share
+    assert percents[1] / percents[2] == pytest.approx(3, rel=0.05)
+    assert [span["label"] for span in spans] == ["resolve 0.00 s", "healthy 3.00 s", "nginx 1.00 s"]
+
+
+def test_timeline_counts_a_running_step_up_to_now() -> None:
+    started = utc_now() - timedelta(seconds=2)
+    item = {
+        "steps": [
+            {"name": "pull", "state": "succeeded", "duration_seconds": 2.0},
+            {
+                "name": "start",
+                "state": "running",
+                "duration_seconds": None,
+                "started_at": started.isoformat().replace("+00:00", "Z"),
+            },
+        ]
+    }
+
+    spans = timeline(item, now=started + timedelta(seconds=2))
+
+    assert [span["percent"] for span in spans] == [50.0, 50.0]
+    assert spans[1]["label"] == "start running…"
+
+
+def test_each_card_shows_the_timeline_and_links_to_a_paged_history(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    now = utc_now()
+    for number in range(55):
+        created = now - timedelta(seconds=100 - number)
+        runtime.store.save(
+            Deployment(
+                id=f"h{number:03d}",
+                service="web",
+                trigger="test",
+                image=WEB_IMAGE,
+                tag="latest",
+                state=DeploymentState.SUCCEEDED,
+                created_at=created,
+                steps=[Step("resolve", StepState.SUCCEEDED, created, created, "ok")],
+            )
+        )
+
+    page = client.get("/").get_data(as_text=True)
+    first = client.get("/services/web/history").get_data(as_text=True)
+    older = client.get("/services/web/history?before=h005").get_data(as_text=True)
+
+    assert 'class="timeline"' in page
+    assert "4 earlier" in page
+    assert 'href="/services/web/history"' in page
+    assert first.count('href="/deployments/h') == 50
+    assert "h054" in first
+    assert "/services/web/history?before=h005" in first
+    assert [f"h00{n}" in older for n in range(5)] == [True] * 5
+    assert "h005" not in text_of(older)
+    assert client.get("/services/nope/history").status_code == 404
