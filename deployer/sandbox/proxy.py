@@ -245,6 +245,10 @@ class HttpProxy:
 
     def _close_listener(self) -> None:
         if self._listener is not None:
+            # shutdown first: a select() in the accept thread holds the socket open until it
+            # returns, and connections made meanwhile would be reset instead of refused.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
 

@@ -38,6 +38,7 @@ import yaml
 from deployer.demo import dockerhub_payload
 from deployer.models import FINISHED_STATES
 from deployer.sandbox.net import LOOPBACK, free_port
+from deployer.sandbox.registry import repository_path
 
 RUN_MARKER = "--- deployer.sandbox.serve: run "
 POLL = 0.02  # seconds between polls of GET /deployments/<id>
@@ -167,7 +168,11 @@ class ServeProcess:
         return answer.json()
 
     def push(self, repository: str, tag: str = "latest") -> str:
-        """Send a Docker Hub webhook for repository:tag (`ns/name`); return the deployment id."""
+        """Send a Docker Hub webhook for repository:tag; return the deployment id.
+
+        `repository` is `ns/name`, or `host:port/ns/name` (the host is left out of the hook).
+        """
+        repository = repository_path(repository)
         token_env = self.config.get("webhooks", {}).get("token_env", "DEPLOYER_TOKEN")
         answer = requests.post(
             f"{self.base_url}/webhooks/dockerhub/{self.environ[token_env]}",

@@ -5,8 +5,15 @@ host:port), applying the faults the test asks for. Modes (deployer/sandbox/proxy
 `refuse()` (connections refused: "registry down"), `cut()` (refuse and drop open ones),
 `hang()` (accept, answer nothing, until `restore()`: "registry hanging"). Rules are per request
 (HTTP-aware, keep-alive connections included), matched on method and path without the query
-string (deployer/sandbox/faults.py): `delay(2.0, "GET", "/v2/.*/blobs/.*")` makes a pull slow,
-`delay(2.0, "HEAD|GET", "/v2/.*/manifests/.*")` makes resolve slow.
+string (deployer/sandbox/faults.py). What the engine asks (Docker 20.10, seen through this
+proxy): resolve (`images.get_registry_data`, the engine's distribution inspect) is
+`GET /v2/`, `HEAD /v2/<name>/manifests/<tag>`, `GET /v2/<name>/manifests/<digest>` and
+`GET /v2/<name>/blobs/<config digest>`; a pull then reads the manifest and the config again
+and `GET`s each layer blob the engine lacks. So `delay(2.0, "HEAD", "/v2/.*/manifests/.*")`
+makes only resolve slow, and delaying one layer blob by digest makes only the pull slow:
+`delay(2.0, "GET", f"/v2/.*/blobs/{registry.layers(repository, digest)[-1]}")`. The engine
+tries TLS first on every new connection to a registry; the proxy relays such non-HTTP bytes
+untouched (and unrecorded), as the registry itself would answer them.
 
 Making the engine (hence deployer) pull through the proxy: a registry on loopback is trusted
 over plain HTTP by the engine, and it ignores the host name under which content is asked for,
@@ -20,8 +27,9 @@ for a real pull. Example::
         pushed = images.build("web", "v2", tag="latest")
         images.remove_local(pushed)
         service_image = proxy.rehost(pushed.repository)   # 127.0.0.1:<proxy port>/t1234/web
-        blobs = proxy.delay(3.0, "GET", "/v2/.*/blobs/.*")
-        ...deploy service_image...; blobs.wait()           # the pull is under way, slowly
+        layer = registry.layers(pushed.repository, pushed.digest)[-1]
+        slow = proxy.delay(3.0, "GET", f"/v2/.*/blobs/{layer}")
+        ...deploy service_image...; slow.wait()            # the pull is under way, slowly
         proxy.hang(); ...; proxy.restore()
 """
 
