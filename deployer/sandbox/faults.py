@@ -15,7 +15,15 @@ Actions:
   relaying it: the caller gets a connection error and never learns the answer.
 
 `times=N` limits a rule to its first N matches (`times=1`: once); `then_cut=True` (DROP and
-DROP_AFTER) cuts the whole proxy right after, so the caller's next request fails too.
+DROP_AFTER) cuts the whole proxy right after, so the caller's next request fails too. Effect
+rules apply in the order they were added, the first match wins; WATCH rules fire besides.
+Rules are made through a proxy's methods, which return them::
+
+    start = proxy.hold("POST", "/containers/[^/]+/start")
+    request = start.wait(timeout=30)      # deployer is in its start step, waiting on the engine
+    serve.kill()                          # SIGKILL in that window
+    start.release()                       # the engine gets the start (it had it, only slowly)
+    proxy.requests("DELETE", "/containers/.*")   # what deployer asked for afterwards
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ talks through the proxy:
 - rules: `watch`, `delay`, `hold`, `drop`, `drop_after` (see faults.py), each returning its
   `Rule` so a test can `rule.wait()` for it to fire.
 - `requests(method, path)` / `wait_for_request(...)`: what was seen.
+
+A request held by `hang()` or a DELAY/HOLD rule is forwarded when released even if its client
+has gone meanwhile (say `deployer serve` was SIGKILLed while waiting): the engine had it and
+was only slow, as without the proxy. To make it never arrive, `cut()` while it is held.
 """
 
 from __future__ import annotations
@@ -24,27 +28,13 @@ import logging
 import select
 import socket
 import threading
-import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
+from deployer.sandbox.connection import Connection
 from deployer.sandbox.faults import Action, Record, Request, Rule
-from deployer.sandbox.http_relay import (
-    CONTINUE,
-    Closed,
-    Framing,
-    Head,
-    Reader,
-    keeps_alive,
-    parse_head,
-    pipe,
-    relay_body,
-    request_framing,
-    request_line,
-    response_framing,
-    status_code,
-)
+from deployer.sandbox.http_relay import Closed
 
 log = logging.getLogger(__name__)
 
@@ -55,26 +45,6 @@ class Mode(enum.Enum):
     PASS = "pass"  # noqa: S105 (a mode, not a password)
     HANG = "hang"
     REFUSE = "refuse"
-
-
-class Link:
-    """One client connection and its upstream connection."""
-
-    def __init__(self, client: socket.socket) -> None:
-        self.client = client
-        self.upstream: socket.socket | None = None
-        self.upstream_reader: Reader | None = None
-        self.closed = threading.Event()
-
-    def close(self) -> None:
-        """Close both sockets (waking any thread blocked on them)."""
-        self.closed.set()
-        for sock in (self.client, self.upstream):
-            if sock is None:
-                continue
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
 
 
 class HttpProxy:
@@ -94,7 +64,7 @@ class HttpProxy:
         self.record = Record()
         self._mode = Mode.PASS
         self._rules: list[Rule] = []
-        self._links: set[Link] = set()
+        self._connections: set[Connection] = set()
         self._listener: socket.socket | None = None
         self._changed = threading.Condition()
         self._stopped = threading.Event()
@@ -115,7 +85,7 @@ class HttpProxy:
         self._stopped.set()
         with self._changed:
             self._close_listener()
-            self._close_links()
+            self._close_connections()
             self._changed.notify_all()
         if self._acceptor.is_alive():
             self._acceptor.join(5)
@@ -142,7 +112,7 @@ class HttpProxy:
         with self._changed:
             self._mode = Mode.REFUSE
             self._close_listener()
-            self._close_links()
+            self._close_connections()
             self._changed.notify_all()
         log.info("%s: cut", self.name)
 
@@ -173,7 +143,7 @@ class HttpProxy:
     @property
     def open_connections(self) -> int:
         with self._changed:
-            return len(self._links)
+            return len(self._connections)
 
     # rules
 
@@ -252,10 +222,10 @@ class HttpProxy:
             self._listener.close()
             self._listener = None
 
-    def _close_links(self) -> None:
-        for link in list(self._links):
-            link.close()
-        self._links.clear()
+    def _close_connections(self) -> None:
+        for connection in list(self._connections):
+            connection.close()
+        self._connections.clear()
 
     def _accept_loop(self) -> None:
         while not self._stopped.is_set():
@@ -275,114 +245,31 @@ class HttpProxy:
 
     def _adopt(self, client: socket.socket, listener: socket.socket) -> None:
         client.setblocking(True)
-        link = Link(client)
+        connection = Connection(client, self)
         with self._changed:
             if self._listener is not listener or self._stopped.is_set():
-                link.close()
+                connection.close()
                 return
-            self._links.add(link)
-        threading.Thread(target=self._serve, args=(link,), name=f"{self.name}-link").start()
+            self._connections.add(connection)
+        name = f"{self.name}-connection"
+        threading.Thread(target=connection.serve, name=name, daemon=True).start()
 
-    # internals: one connection
+    def forget(self, connection: Connection) -> None:
+        """A connection ended."""
+        with self._changed:
+            self._connections.discard(connection)
 
-    def _serve(self, link: Link) -> None:
-        client = Reader(link.client)
-        try:
-            if client.peek()[:1].isupper():
-                while self._exchange(link, client):
-                    pass
-            elif client.buffer:  # not HTTP (the engine tries TLS first): relay it untouched
-                self._pipe_raw(link, client)
-        except (Closed, OSError, ValueError) as err:
-            log.debug("%s: connection ended: %s", self.name, err)
-        finally:
-            link.close()
-            with self._changed:
-                self._links.discard(link)
+    # called by each Connection (deployer/sandbox/connection.py)
 
-    def _exchange(self, link: Link, client: Reader) -> bool:
-        """Relay one request and its answer; False when the connection is done."""
-        raw = client.head()
-        if raw is None:
-            return False
-        head = parse_head(raw)
-        method, target, _ = request_line(head)
-        request = Request(method, target, self._normalise(target), time.time())
-        rule = self._match(request)
-        if not self._may_forward(link, rule, request):
-            return False
-        if rule is not None and rule.action is Action.DROP:
-            self._drop(link, rule, request)
-            return False
-        if head.has_token("expect", "100-continue"):
-            link.client.sendall(CONTINUE)
-            head = head.without("expect")
-        upstream = self._upstream(link)
-        upstream.sock.sendall(head.raw)
-        relay_body(client, *request_framing(head), upstream.sock.sendall)
-        response = self._response_head(link, upstream, method)
-        request.status = status_code(response)
-        if rule is not None and rule.action is Action.DROP_AFTER:
-            self._drop(link, rule, request)
-            return False
-        return self._answer(link, client, upstream, head, response, method)
+    def path_of(self, target: str) -> str:
+        """The path rules match for a request target."""
+        return self._normalise(target)
 
-    def _answer(
-        self,
-        link: Link,
-        client: Reader,
-        upstream: Reader,
-        request: Head,
-        response: Head,
-        method: str,
-    ) -> bool:
-        def send_down(data: bytes) -> None:
-            self._pass_gate(link)
-            link.client.sendall(data)
+    def connect_upstream(self) -> socket.socket:
+        """A new connection to the target."""
+        return self._connect()
 
-        send_down(response.raw)
-        framing, length = response_framing(response, method)
-        if framing is Framing.RAW:
-            pipe(client, upstream, link.client.sendall, send_down, link.closed.is_set)
-            return False
-        relay_body(upstream, framing, length, send_down)
-        return framing is not Framing.UNTIL_CLOSE and keeps_alive(request) and keeps_alive(response)
-
-    def _pipe_raw(self, link: Link, client: Reader) -> None:
-        self._pass_gate(link)
-        upstream = self._upstream(link)
-
-        def send_down(data: bytes) -> None:
-            self._pass_gate(link)
-            link.client.sendall(data)
-
-        pipe(client, upstream, link.client.sendall, send_down, link.closed.is_set)
-
-    def _upstream(self, link: Link) -> Reader:
-        if link.upstream_reader is None:
-            link.upstream = self._connect()
-            if link.closed.is_set():  # cut while connecting
-                link.upstream.close()
-                raise Closed("cut while connecting upstream")
-            link.upstream_reader = Reader(link.upstream)
-        return link.upstream_reader
-
-    def _response_head(self, link: Link, upstream: Reader, method: str) -> Head:
-        """The final response head; interim 1xx answers (not 101) are relayed on the way."""
-        while True:
-            raw = upstream.head()
-            if raw is None:
-                raise Closed(f"{self.name}: upstream closed before answering {method}")
-            head = parse_head(raw)
-            status = status_code(head)
-            if 100 <= status < 200 and status != 101:
-                link.client.sendall(head.raw)
-                continue
-            return head
-
-    # internals: faults
-
-    def _match(self, request: Request) -> Rule | None:
+    def match(self, request: Request) -> Rule | None:
         """Record the request; fire watch rules; take one use of the first effect rule."""
         self.record.add(request)
         with self._changed:
@@ -396,32 +283,35 @@ class HttpProxy:
                 rule.fire(request)
         return effect
 
-    def _may_forward(self, link: Link, rule: Rule | None, request: Request) -> bool:
-        """Wait out hang mode and DELAY/HOLD rules; False when the link was cut meanwhile."""
-        self._pass_gate(link)
+    def may_forward(self, connection: Connection, rule: Rule | None, request: Request) -> bool:
+        """Wait out hang mode and DELAY/HOLD rules; False when the connection was cut meanwhile."""
+        self.pass_gate(connection)
         if rule is not None and rule.action is Action.DELAY:
             rule.fire(request)
-            link.closed.wait(rule.seconds)
+            connection.closed.wait(rule.seconds)
         elif rule is not None and rule.action is Action.HOLD:
             rule.fire(request)
-            while not rule.wait_released(0.05) and not link.closed.is_set():
+            while not rule.wait_released(0.05) and not connection.closed.is_set():
                 pass
-        self._pass_gate(link)
-        return not link.closed.is_set()
+        self.pass_gate(connection)
+        return not connection.closed.is_set()
 
-    def _pass_gate(self, link: Link) -> None:
+    def pass_gate(self, connection: Connection) -> None:
         """Block while the proxy hangs (until restore(), a cut or stop)."""
         with self._changed:
             self._changed.wait_for(
                 lambda: (
-                    self._mode is not Mode.HANG or link.closed.is_set() or self._stopped.is_set()
+                    self._mode is not Mode.HANG
+                    or connection.closed.is_set()
+                    or self._stopped.is_set()
                 )
             )
-        if link.closed.is_set():
+        if connection.closed.is_set():
             raise Closed("connection cut")
 
-    def _drop(self, link: Link, rule: Rule, request: Request) -> None:
-        link.close()
+    def drop_connection(self, connection: Connection, rule: Rule, request: Request) -> None:
+        """Close a connection instead of relaying (DROP, DROP_AFTER); fire the rule."""
+        connection.close()
         log.info("%s: dropped %s (%r)", self.name, request, rule)
         if rule.then_cut:
             self.cut()

@@ -220,6 +220,23 @@ def test_a_cut_during_a_delay_drops_the_request_instead_of_forwarding_it(
     assert upstream[1] == []
 
 
+def test_a_held_request_is_still_forwarded_when_released_after_its_client_went_away(
+    proxy: TcpProxy, upstream: tuple[str, list[str]]
+) -> None:
+    held = proxy.hold("GET", "/length")
+    client = socket.create_connection(("127.0.0.1", proxy.port), timeout=2)
+    client.sendall(b"GET /length HTTP/1.1\r\nHost: x\r\n\r\n")
+    held.wait(2)
+    client.close()  # the caller dies while the request is held
+
+    held.release()
+    deadline = time.monotonic() + 2
+    while not upstream[1] and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    assert upstream[1] == ["GET /length"]
+
+
 def test_rules_reject_what_they_cannot_do() -> None:
     with pytest.raises(ValueError, match="then_cut applies to DROP and DROP_AFTER"):
         Rule(Action.DELAY, seconds=1, then_cut=True)

@@ -25,7 +25,7 @@ def test_serve_process_deploys_through_the_proxies_and_survives_sigkill_and_rest
     tmp_path: Path,
 ) -> None:
     nginx = make_nginx(["web"])
-    slow_test = SlowCommand(nginx.test_argv, 1.0, tmp_path / "slow", name="nginx-test")
+    slow_test = SlowCommand(nginx.test_argv, 0.5, tmp_path / "slow", name="nginx-test")
     pushed = images.build("served", "v1", tag="latest")
     image = registry_proxy.rehost(pushed.repository)
     serve = make_serve(
