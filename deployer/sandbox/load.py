@@ -12,6 +12,7 @@ wall-clock time its request began and ended, so a test can ask what happened in 
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
 from dataclasses import dataclass, field
@@ -106,7 +107,7 @@ class Load:
             try:
                 status, body = http_get(self.url, timeout=self.timeout)
                 answer = Answer(began, time.time(), status, body)
-            except OSError as err:
-                answer = Answer(began, time.time(), None, f"{type(err).__name__}: {err}")
+            except (OSError, http.client.HTTPException) as err:  # e.g. IncompleteRead: cut off
+                answer = Answer(began, time.time(), None, f"{type(err).__name__}: {err!r}")
             with self._lock:
                 self.answers.append(answer)
