@@ -1,6 +1,14 @@
 """Tiny test images FROM scratch with Debian's static busybox, pushed to a local registry.
 
-Each app listens on 127.0.0.1:$PORT (host networking) and serves /version and /healthz.
+Each app listens on 127.0.0.1:$PORT (host networking) and serves /version and /healthz, plus
+two CGI endpoints: /cgi-bin/hang (never answers) and SLOW_PATH, /cgi-bin/slow, which answers
+200 with the version after 1.5 s (`/cgi-bin/slow?0.5`: after 0.5 s), to show that a request
+in flight during a switch completes. For fault tests, AppBehaviour.IGNORE_TERM serves like
+SERVE but ignores SIGTERM, so `docker stop -t N` (deployer's retire) takes N seconds::
+
+    old = images.build("web", "v1", behaviour=AppBehaviour.IGNORE_TERM, tag="latest")
+    new = images.build("web", "v2", behaviour=AppBehaviour.SLOW, delay=5, tag="latest")
+    http_get(f"http://127.0.0.1:{port}{SLOW_PATH}?2", timeout=5)  # (200, "v1\n") after 2 s
 """
 
 from __future__ import annotations
@@ -18,6 +26,20 @@ BUSYBOX = Path("/bin/busybox")
 HTTPD = "/bin/busybox httpd -f -p 127.0.0.1:${PORT:-8080} -h /www"
 # PID 1 gets no default signal handlers: trap TERM/INT so `docker stop` ends the app at once.
 SERVE_SCRIPT = f"trap 'exit 0' TERM INT; {HTTPD} & wait"
+# PID 1 ignores TERM and INT (and so does httpd, which inherits that): only SIGKILL ends it.
+IGNORE_TERM_SCRIPT = f"trap '' TERM INT; echo 'serving; ignoring SIGTERM'; {HTTPD}"
+SLOW_PATH = "/cgi-bin/slow"
+SLOW_SECONDS = 1.5
+# CGI: sleep for the query string's seconds (a plain number) or SLOW_SECONDS, then answer.
+SLOW_CGI = f"""#!/bin/busybox sh
+case "$QUERY_STRING" in
+  ''|*[!0-9.]*) seconds={SLOW_SECONDS:g} ;;
+  *) seconds=$QUERY_STRING ;;
+esac
+sleep "$seconds"
+printf 'Content-Type: text/plain\\r\\n\\r\\n'
+cat /www/version
+"""
 
 
 class AppBehaviour(enum.Enum):
@@ -28,6 +50,7 @@ class AppBehaviour(enum.Enum):
     SILENT = "silent"  # keeps running but never listens
     SLOW = "slow"  # starts listening only after `delay` seconds
     HANG = "hang"  # listens, but GET /cgi-bin/hang never answers
+    IGNORE_TERM = "ignore-term"  # serves, ignores SIGTERM: `docker stop -t N` takes N s
 
 
 @dataclass(frozen=True)
@@ -51,6 +74,8 @@ def make_start_script(behaviour: AppBehaviour, delay: float) -> str:
         return "trap 'exit 0' TERM INT; echo 'waiting forever'; while :; do sleep 1; done"
     if behaviour is AppBehaviour.SLOW:
         return f"trap 'exit 0' TERM INT; echo 'warming up'; sleep {delay:g}; {HTTPD} & wait"
+    if behaviour is AppBehaviour.IGNORE_TERM:
+        return IGNORE_TERM_SCRIPT
     return SERVE_SCRIPT
 
 
@@ -122,6 +147,9 @@ class ImageFactory:
             hang = www / "cgi-bin" / "hang"
             hang.write_text("#!/bin/busybox sh\nsleep 3600\n")
             hang.chmod(0o755)
+            slow = www / "cgi-bin" / "slow"
+            slow.write_text(SLOW_CGI)
+            slow.chmod(0o755)
             (context / "Dockerfile").write_text(make_dockerfile(behaviour, delay, healthcheck))
             image = PushedImage(self.repository(name), tag, "")
             _docker("build", "-q", "-t", image.reference, str(context))
@@ -131,10 +159,14 @@ class ImageFactory:
             raise RuntimeError(f"docker push {image.reference} printed no digest: {output}")
         return PushedImage(image.repository, tag, match.group(1))
 
-    def remove_local(self, image: PushedImage) -> None:
-        """Delete the local copy so that the next use is a real pull from the registry."""
+    def remove_local(self, image: PushedImage, *also: str) -> None:
+        """Delete the local copy so that the next use is a real pull from the registry.
+
+        `also`: other repositories the same digest was pulled under (e.g. through a TcpProxy).
+        """
+        references = [f"{repository}@{image.digest}" for repository in (image.repository, *also)]
         subprocess.run(
-            ["docker", "image", "rm", "-f", image.reference, f"{image.repository}@{image.digest}"],
+            ["docker", "image", "rm", "-f", image.reference, *references],
             capture_output=True,
             check=False,
         )

@@ -1,13 +1,37 @@
-"""A real Docker registry (Debian's docker-registry) on a 127.0.0.1 port."""
+"""A real Docker registry (Debian's docker-registry) on a 127.0.0.1 port.
+
+Besides start/stop (stop() then start() again is "registry down" and back, same port and
+content), it can damage what it stores, for fault tests::
+
+    registry.delete_tag(pushed.repository, "latest")     # resolve: "manifest unknown"
+    registry.delete_manifest(pushed.repository, pushed.digest)  # pull by digest fails
+    registry.delete_blob(registry.layers(pushed.repository, pushed.digest)[-1])
+                                                   # resolve works, the pull fails
+
+`repository` is either `host:port/ns/name` (as ImageFactory and PushedImage spell it) or
+`ns/name`. The engine fetches only the blobs it lacks (every test image shares the busybox
+layer, which is always there): delete the last layer, of a version never pulled before, and
+remove the local copy (ImageFactory.remove_local) before the pull.
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
+import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from deployer.sandbox.net import LOOPBACK, free_port, wait_for_http
 from deployer.sandbox.process import SandboxProcess
+
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+    ]
+)
 
 REGISTRY_CONFIG = """\
 version: 0.1
@@ -54,8 +78,54 @@ class LocalRegistry:
         return self
 
     def stop(self) -> None:
-        """Stop the registry process."""
+        """Stop the registry process (start() brings it back on the same port and data)."""
         self._process.stop()
+
+    @property
+    def storage(self) -> Path:
+        """The filesystem storage driver's root of the v2 layout."""
+        return self.state_dir / "data" / "docker" / "registry" / "v2"
+
+    def manifest(self, repository: str, reference: str) -> dict[str, Any]:
+        """The image manifest of repository:tag or repository@digest, as JSON."""
+        path = f"/v2/{repository_path(repository)}/manifests/{reference}"
+        with self._request("GET", path, {"Accept": MANIFEST_TYPES}) as answer:
+            manifest: dict[str, Any] = json.load(answer)
+        return manifest
+
+    def layers(self, repository: str, reference: str) -> list[str]:
+        """The layer digests of an image, base layer first."""
+        return [layer["digest"] for layer in self.manifest(repository, reference)["layers"]]
+
+    def delete_tag(self, repository: str, tag: str) -> None:
+        """Remove a tag (its manifest stays reachable by digest): resolving the tag fails."""
+        tag_dir = self._repository_dir(repository) / "_manifests" / "tags" / tag
+        if not tag_dir.is_dir():
+            raise FileNotFoundError(f"no tag {tag} of {repository} in {self.storage}")
+        shutil.rmtree(tag_dir)
+
+    def delete_manifest(self, repository: str, digest: str) -> None:
+        """Delete a manifest through the registry API (tags pointing at it go with it)."""
+        path = f"/v2/{repository_path(repository)}/manifests/{digest}"
+        with self._request("DELETE", path, {}):
+            pass
+
+    def delete_blob(self, digest: str) -> None:
+        """Delete a blob's data from storage: manifests still name it, fetching it fails."""
+        algorithm, _, hex_digest = digest.partition(":")
+        data = self.storage / "blobs" / algorithm / hex_digest[:2] / hex_digest / "data"
+        if not data.is_file():
+            raise FileNotFoundError(f"no blob {digest} in {self.storage}")
+        data.unlink()
+
+    def _repository_dir(self, repository: str) -> Path:
+        return self.storage / "repositories" / repository_path(repository)
+
+    def _request(self, method: str, path: str, headers: dict[str, str]) -> Any:
+        request = urllib.request.Request(
+            f"http://{self.address}{path}", method=method, headers=headers
+        )
+        return urllib.request.urlopen(request, timeout=10)  # noqa: S310 (loopback http only)
 
     def __enter__(self) -> LocalRegistry:
         return self.start()
@@ -67,3 +137,9 @@ class LocalRegistry:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def repository_path(repository: str) -> str:
+    """`ns/name` from `host:port/ns/name` or `ns/name`."""
+    head, sep, rest = repository.partition("/")
+    return rest if sep and (":" in head or "." in head or head == "localhost") else repository

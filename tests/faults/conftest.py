@@ -1,0 +1,119 @@
+"""Fixtures for fault-injection tests: the integration test bed plus the sandbox's fault tools.
+
+The test bed fixtures (engine, registry, images, instance, port_pool, make_nginx) are those of
+tests/integration/conftest.py, imported here so tests under tests/faults get them too (pytest
+gives this directory its own session instances: one more registry process per run). Added:
+
+- `engine_proxy`: an EngineProxy in front of the real engine (stopped afterwards);
+- `proxied_backend`: deployer's DockerBackend whose docker-py client goes through it;
+- `registry_proxy`: a TcpProxy in front of the session registry (pull through it with
+  `registry_proxy.rehost(pushed.repository)`);
+- `make_serve`: a `deployer serve` process (ServeProcess, not started) with one service `web`,
+  SIGKILLed afterwards if still running.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from deployer.backends.docker import DockerBackend
+from deployer.sandbox import EngineProxy, LocalRegistry, SandboxNginx, TcpProxy
+from deployer.sandbox.serve import ServeProcess
+from tests.conftest import TOKEN
+from tests.integration import conftest as bed
+
+# The test bed's fixtures (pytest finds fixtures by the objects a conftest holds).
+engine = bed.engine
+registry = bed.registry
+images = bed.images
+instance = bed.instance
+port_pool = bed.port_pool
+make_nginx = bed.make_nginx
+
+ENGINE_API = "1.41"  # the engine of this test bed (Debian's docker.io 20.10)
+# docker-py 7.x does not close its socket when connecting to a unix socket fails
+# (docker/transport/unixconn.py; docker/docker-py PR #3356, open): each connection refused by a
+# cut EngineProxy leaves one socket to the garbage collector, whose ResourceWarning pytest
+# (filterwarnings = error) turns into a failure. Mark in-process tests that cut the proxy.
+IGNORE_DOCKER_PY_SOCKET_LEAK = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
+)
+
+
+@pytest.fixture
+def engine_proxy(engine: str) -> Iterator[EngineProxy]:
+    """A proxy on a unix socket in front of the engine; `.url` for docker-py, `.environ()`."""
+    with EngineProxy() as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def proxied_backend(engine_proxy: EngineProxy) -> Iterator[DockerBackend]:
+    """deployer's DockerBackend reaching the engine through engine_proxy."""
+    clients: list[Any] = []
+
+    def make_client() -> Any:
+        clients.append(docker.DockerClient(base_url=engine_proxy.url, version=ENGINE_API))
+        return clients[-1]
+
+    yield DockerBackend(make_client=make_client)
+    for client in clients:
+        client.close()
+    gc.collect()  # sockets docker-py leaked on refused connections: warn in this test, not later
+
+
+@pytest.fixture
+def registry_proxy(registry: LocalRegistry) -> Iterator[TcpProxy]:
+    """A TCP proxy in front of the session registry."""
+    with TcpProxy(registry.address) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def make_serve(
+    instance: str, port_pool: Callable[[int], str], tmp_path: Path
+) -> Iterator[Callable[..., ServeProcess]]:
+    """make(image, nginx, environ=..., nginx_config=..., **web) -> ServeProcess (not started).
+
+    One service `web` following `image:latest`; `web` settings override the defaults (drain
+    1 s, health timeout 60 s every 0.2 s); `nginx_config` replaces nginx.deployer_config().
+    """
+    made: list[ServeProcess] = []
+
+    def make(
+        image: str,
+        nginx: SandboxNginx,
+        environ: Mapping[str, str] | None = None,
+        nginx_config: Mapping[str, Any] | None = None,
+        **web: Any,
+    ) -> ServeProcess:
+        config = {
+            "state_dir": str(tmp_path / "state"),
+            "instance": instance,
+            "queue": {"coalesce": 0.2},
+            "nginx": dict(nginx_config or nginx.deployer_config()),
+            "services": {
+                "web": {
+                    "image": image,
+                    "ports": port_pool(10),
+                    "drain": 1,
+                    "health": {"timeout": 60, "interval": 0.2},
+                    **web,
+                }
+            },
+        }
+        serve = ServeProcess(
+            config, tmp_path / f"serve{len(made)}", {"DEPLOYER_TOKEN": TOKEN, **(environ or {})}
+        )
+        made.append(serve)
+        return serve
+
+    yield make
+    for serve in made:
+        serve.stop()
