@@ -15,6 +15,10 @@ from deployer.config import Config, parse_config
 from deployer.runtime import Runtime
 from tests.fakes import FakeBackend, FakeNginxCommands
 
+# The real test bed's fixtures (engine, registry, images, instance, port_pool, make_nginx),
+# shared by tests/integration and tests/faults in one session.
+pytest_plugins = ["tests.testbed"]
+
 TOKEN = "test-token-0123456789abcdef"
 ADMIN_TOKEN = "admin-token-0123456789abcdef"
 ENVIRON = {"DEPLOYER_TOKEN": TOKEN, "DEPLOYER_ADMIN_TOKEN": ADMIN_TOKEN}

@@ -4,7 +4,6 @@ from another)."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ from deployer.models import Deployment, StepState
 from deployer.queue import new_deployment_id
 from deployer.rollout.containers import make_container_spec
 from deployer.runtime import Runtime
-from deployer.sandbox.net import http_get
 from tests.conftest import WEB_IMAGE, make_config
 from tests.fakes import FakeBackend
 
@@ -89,43 +87,3 @@ def start_container(backend: FakeBackend, digest: str, behaviour: str = "serve")
     backend.pull(WEB_IMAGE, digest)
     service = make_config(Path("/nonexistent")).services["web"]
     return backend.start(make_container_spec("web", service, digest, "d1", 18000, "unit"))
-
-
-class Load:
-    """GETs through nginx in a loop (bounded in count and time), counting every failure."""
-
-    def __init__(self, url: str, max_requests: int = 20000, max_seconds: float = 60) -> None:
-        self.url, self.max_requests, self.max_seconds = url, max_requests, max_seconds
-        self.ok = 0
-        self.failures: list[str] = []
-        self.versions: list[str] = []
-        self.answers: list[tuple[float, str]] = []  # (time.time() the request began, body)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self.max_seconds
-        for _ in range(self.max_requests):
-            if self._stop.is_set() or time.monotonic() > deadline:
-                return
-            began = time.time()
-            try:
-                status, body = http_get(self.url, timeout=5)
-            except OSError as err:
-                self.failures.append(repr(err))
-                continue
-            if status == 200:
-                self.ok += 1
-                self.answers.append((began, body.strip()))
-                if not self.versions or self.versions[-1] != body.strip():
-                    self.versions.append(body.strip())
-            else:
-                self.failures.append(f"HTTP {status}")

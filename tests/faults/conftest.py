@@ -1,8 +1,7 @@
 """Fixtures for fault-injection tests: the integration test bed plus the sandbox's fault tools.
 
-The test bed fixtures (engine, registry, images, instance, port_pool, make_nginx) are those of
-tests/integration/conftest.py, imported here so tests under tests/faults get them too (pytest
-gives this directory its own session instances: one more registry process per run). Added:
+The test bed fixtures (engine, registry, images, instance, port_pool, make_nginx) come from
+tests/testbed.py, shared with tests/integration in one session. Added here:
 
 - `engine_proxy`: an EngineProxy in front of the real engine (stopped afterwards);
 - `proxied_backend`: deployer's DockerBackend whose docker-py client goes through it;
@@ -26,15 +25,6 @@ from deployer.backends.docker import DockerBackend
 from deployer.sandbox import EngineProxy, LocalRegistry, SandboxNginx, TcpProxy
 from deployer.sandbox.serve import ServeProcess
 from tests.conftest import TOKEN
-from tests.integration import conftest as bed
-
-# The test bed's fixtures (pytest finds fixtures by the objects a conftest holds).
-engine = bed.engine
-registry = bed.registry
-images = bed.images
-instance = bed.instance
-port_pool = bed.port_pool
-make_nginx = bed.make_nginx
 
 ENGINE_API = "1.41"  # the engine of this test bed (Debian's docker.io 20.10)
 # docker-py 7.x does not close its socket when connecting to a unix socket fails

@@ -18,7 +18,7 @@ from deployer.backends.docker import DockerBackend
 from deployer.errors import RegistryError
 from deployer.sandbox import ImageFactory, LocalRegistry, TcpProxy
 from deployer.sandbox.images import PushedImage
-from tests.integration.conftest import SESSION
+from tests.testbed import SESSION
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,5 @@
-"""The real test bed: Docker engine, a local registry, nginx and busybox test images.
+"""The real test bed as a pytest plugin (tests/conftest.py loads it, so every folder shares one
+session registry and image cache): Docker engine, a local registry, nginx, busybox test images.
 
 Session-scoped: the engine, the registry, the image factory. Per test: a fresh nginx (so a test
 that breaks nginx on purpose cannot leak into the next), a unique deployer instance name, and
