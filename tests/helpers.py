@@ -30,13 +30,25 @@ def deploy(runtime: Runtime, service: str = "web", tag: str = "latest") -> Deplo
     return found
 
 
-def finished(runtime: Runtime, deployment_id: str) -> Deployment:
-    """Wait (up to 5 s) until the queued deployment finished and the queue is idle."""
-    deadline = time.monotonic() + 5
+def finished(runtime: Runtime, deployment_id: str, timeout: float = 5) -> Deployment:
+    """Wait until the queued deployment finished and the queue is idle."""
+    deadline = time.monotonic() + timeout
     while True:
         found = runtime.store.get(deployment_id)
         if found is not None and found.state.finished and runtime.queue.idle():
             return found
+        assert time.monotonic() < deadline, found
+        time.sleep(0.01)
+
+
+def wait_for_step(runtime: Runtime, deployment_id: str, step: str, timeout: float = 30) -> None:
+    """Wait until the deployment's step `step` is running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = runtime.store.get(deployment_id)
+        last = found.steps[-1] if found is not None and found.steps else None
+        if last is not None and (last.name, last.state) == (step, StepState.RUNNING):
+            return
         assert time.monotonic() < deadline, found
         time.sleep(0.01)
 

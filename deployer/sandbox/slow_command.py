@@ -19,9 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 SCRIPT = """#!/bin/sh
-# Written by deployer.sandbox.slow_command: note the start, wait, then run the real command.
+# Written by deployer.sandbox.slow_command: note the start, wait (while armed), then run the
+# real command.
 echo "$$" >> {marker}
-sleep {seconds:g}
+[ -e {armed} ] && sleep {seconds:g}
 exec {argv} "$@"
 """
 
@@ -30,23 +31,40 @@ class SlowCommand:
     """A script that sleeps `seconds` then execs `argv`; `argv` is what to configure."""
 
     def __init__(
-        self, argv: Sequence[str], seconds: float, directory: Path, name: str = "slow"
+        self,
+        argv: Sequence[str],
+        seconds: float,
+        directory: Path,
+        name: str = "slow",
+        armed: bool = True,
     ) -> None:
         if not argv:
             raise ValueError("SlowCommand needs the real command's argv")
         directory.mkdir(parents=True, exist_ok=True)
         self.script = directory.absolute() / f"{name}.sh"
         self.marker = directory.absolute() / f"{name}.started"
+        self.flag = directory.absolute() / f"{name}.armed"
         self.seconds = seconds
         self.script.write_text(
             SCRIPT.format(
                 marker=shlex.quote(str(self.marker)),
+                armed=shlex.quote(str(self.flag)),
                 seconds=seconds,
                 argv=shlex.join(argv),
             )
         )
+        if armed:
+            self.arm()
         self.script.chmod(0o755)
         self.argv = [str(self.script)]
+
+    def arm(self) -> None:
+        """From now on each start waits `seconds` first."""
+        self.flag.touch()
+
+    def disarm(self) -> None:
+        """From now on the real command runs at once (one waiting now keeps waiting)."""
+        self.flag.unlink(missing_ok=True)
 
     def starts(self) -> int:
         """How many times the command has started so far."""

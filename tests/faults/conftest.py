@@ -7,6 +7,7 @@ tests/testbed.py, shared with tests/integration in one session. Added here:
 - `proxied_backend`: deployer's DockerBackend whose docker-py client goes through it;
 - `registry_proxy`: a TcpProxy in front of the session registry (pull through it with
   `registry_proxy.rehost(pushed.repository)`);
+- `make_runtime`: a started Runtime (deployer in this process) with one service `web`;
 - `make_serve`: a `deployer serve` process (ServeProcess, not started) with one service `web`,
   SIGKILLed afterwards if still running.
 """
@@ -21,7 +22,10 @@ from typing import Any
 import docker
 import pytest
 
+from deployer import create_app
 from deployer.backends.docker import DockerBackend
+from deployer.config import parse_config
+from deployer.runtime import Runtime
 from deployer.sandbox import EngineProxy, LocalRegistry, SandboxNginx, TcpProxy
 from deployer.sandbox.serve import ServeProcess
 from tests.conftest import TOKEN
@@ -107,3 +111,42 @@ def make_serve(
     yield make
     for serve in made:
         serve.stop()
+
+
+@pytest.fixture
+def make_runtime(
+    instance: str, port_pool: Callable[[int], str], tmp_path: Path
+) -> Iterator[Callable[..., Runtime]]:
+    """make(backend, nginx, image, **web) -> a started Runtime with one service `web` (as
+    `deployer serve` wires it, in this process); stopped afterwards. Call it again with the
+    same arguments to "restart" deployer on the same state."""
+    made: list[Runtime] = []
+    pools: dict[str, str] = {}
+
+    def make(backend: DockerBackend, nginx: SandboxNginx, image: str, **web: Any) -> Runtime:
+        data = {
+            "state_dir": str(tmp_path / "state"),
+            "instance": instance,
+            "nginx": nginx.deployer_config(),
+            "services": {
+                "web": {
+                    "image": image,
+                    "ports": pools.setdefault("web", port_pool(10)),
+                    "drain": 0.5,
+                    "health": {"timeout": 60, "interval": 0.2},
+                    **web,
+                }
+            },
+        }
+        config = parse_config(data, environ={"DEPLOYER_TOKEN": TOKEN})
+        runtime: Runtime = create_app(
+            config, backend=backend, environ={"DEPLOYER_TOKEN": TOKEN}
+        ).extensions["deployer"]
+        runtime.start()
+        made.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in made:
+        runtime.stop(5)
+        runtime.store.close()
