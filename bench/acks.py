@@ -43,11 +43,14 @@ def post(url: str, body: bytes, timeout: float = 10.0) -> tuple[int, bytes, floa
 
 @dataclass
 class Prober:
-    """Sends the probe every `interval` seconds from start() to stop(); keeps each latency."""
+    """Sends the probe every `interval` seconds from start() to stop(); keeps each latency.
 
-    probe: Probe
+    With no probe (a stack without a webhook) it sends nothing.
+    """
+
+    probe: Probe | None
     interval: float = 0.02
-    latencies: list[float] = field(default_factory=list)
+    answered: list[tuple[float, float]] = field(default_factory=list)  # (sent epoch, seconds)
     failures: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -64,13 +67,23 @@ class Prober:
         return self
 
     def _run(self) -> None:
+        if self.probe is None:
+            return
         while not self._stop.wait(self.interval):
+            sent = time.time()
             try:
                 status, _, seconds = post(self.probe.url, self.probe.body)
             except OSError:
                 self.failures += 1
                 continue
             if status == self.probe.status:
-                self.latencies.append(seconds)
+                self.answered.append((sent, seconds))
             else:
                 self.failures += 1
+
+
+def latencies_between(
+    answered: list[tuple[float, float]], first: float, last: float
+) -> list[float]:
+    """The latencies of the probes sent from `first` to `last` (pure)."""
+    return [seconds for sent, seconds in answered if first <= sent <= last]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.acks import Probe
 from bench.rounds import Finish
-from bench.testbed import SERVICE, docker, render_fixed_upstream, start_fixed_nginx
+from bench.testbed import SERVICE, docker, render_fixed_upstream, run_argv, start_fixed_nginx
 from deployer.nginx_workers import snapshot, still_accepting, worker_titles
 from deployer.sandbox import ImageFactory, SandboxNginx, free_port
 from deployer.sandbox.net import LOOPBACK, http_get
@@ -82,8 +82,7 @@ class FloorStack:
 
 def run_until_answering(image: str, container: str, port: int, instance: str) -> None:
     """docker run the app on host networking and poll it until GET /version answers 200."""
-    docker("run", "--detach", "--name", container, "--network", "host",
-           "--env", f"PORT={port}", "--label", f"deployer.instance={instance}", image)  # fmt: skip
+    docker(*run_argv(image, container, port, instance)[1:])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:

@@ -24,7 +24,7 @@ import yaml
 
 from bench.acks import Probe, post
 from bench.rounds import Finish
-from bench.testbed import SERVICE, start_fixed_nginx
+from bench.testbed import SERVICE, run_argv, start_fixed_nginx
 from deployer.demo import dockerhub_payload
 from deployer.sandbox import ImageFactory, SandboxNginx, free_port
 from deployer.sandbox.net import LOOPBACK, accepts_connections
@@ -59,13 +59,11 @@ def make_script(done_dir: Path, commands: list[str]) -> str:
 
 def pull_run_commands(image: str, container: str, port: int, instance: str) -> list[str]:
     """docker pull, stop, rm, run: the hand-written deploy (stop and rm may find nothing)."""
-    run = ["docker", "run", "--detach", "--name", container, "--network", "host"]
-    run += ["--env", f"PORT={port}", "--label", f"deployer.instance={instance}", image]
     return [
         shell_line(["docker", "pull", "--quiet", image]),
         shell_line(["docker", "stop", container], may_fail=True),
         shell_line(["docker", "rm", container], may_fail=True),
-        shell_line(run),
+        shell_line(run_argv(image, container, port, instance)),
     ]
 
 

@@ -3,7 +3,8 @@
 Drives deployer's own NginxConfigurator against a sandbox nginx with one server block (own
 loopback port) and one upstream per service; each apply moves every upstream to another
 address, so every apply writes, tests and reloads. No containers are needed: nginx does not
-connect to an upstream until a request comes.
+connect to an upstream until a request comes. `nginx -t` and a reload until the old workers
+stop accepting (the floor's way, without deployer's settle time) are timed apart as well.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.floor import reload_and_confirm
 from deployer.config import NginxConfig
 from deployer.models import Upstream
 from deployer.nginx import NginxConfigurator, run_command
@@ -27,6 +29,7 @@ class NginxStepTiming:
     repeats: int
     render: float
     test: float
+    reload: float  # nginx -s reload until the old workers stop accepting, seen from /proc
     step: float  # the whole apply(): render + write + nginx -t + reload + confirmation
     step_max: float
 
@@ -45,7 +48,7 @@ def measure_nginx_step(directory: Path, services: int, repeats: int = 5) -> Ngin
     nginx = SandboxNginx(directory, names).start()
     try:
         configurator = NginxConfigurator(NginxConfig(**nginx.deployer_config()))
-        renders, tests, steps = [], [], []
+        renders, tests, reloads, steps = [], [], [], []
         for repeat in range(repeats):
             upstreams = make_upstreams(services, repeat + 1)
             began = time.perf_counter()
@@ -58,6 +61,9 @@ def measure_nginx_step(directory: Path, services: int, repeats: int = 5) -> Ngin
             began = time.perf_counter()
             run_command(nginx.test_argv)
             tests.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            reload_and_confirm(nginx)
+            reloads.append(time.perf_counter() - began)
     finally:
         nginx.stop()
     return NginxStepTiming(
@@ -65,6 +71,7 @@ def measure_nginx_step(directory: Path, services: int, repeats: int = 5) -> Ngin
         repeats,
         statistics.median(renders),
         statistics.median(tests),
+        statistics.median(reloads),
         statistics.median(steps),
         max(steps),
     )

@@ -96,7 +96,10 @@ def run(scratch: Path, args: argparse.Namespace) -> tuple[list[RoundResult], lis
             for stack in stacks
         ]
         print(f"{len(results)} rounds done; nginx step next", file=sys.stderr)
-        nginx = [measure_nginx_step(scratch / "nginx-many", args.nginx_services)]
+        nginx = [
+            measure_nginx_step(scratch / f"nginx-{count}", count)
+            for count in (1, args.nginx_services)
+        ]
     return results, nginx
 
 

@@ -11,13 +11,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bench.acks import Probe, Prober
+from bench.acks import Probe, Prober, latencies_between
 from bench.load import Load, error_kinds, first_served, only_new_since
 from deployer.sandbox import AppBehaviour, ImageFactory
 from deployer.sandbox.images import PushedImage
 from deployer.sandbox.net import http_get
 
-WARMUP = 0.5  # load runs this long on the old version before the webhook
+WARMUP = 1.0  # load (and ack probes) run this long on the old version before the webhook
 TAIL = 1.0  # and this long after the deployment finished and the new version was seen
 ROUND_TIMEOUT = 120.0
 
@@ -78,7 +78,8 @@ class RoundResult:
     ok: int
     failed: int
     errors: list[str]
-    probes: list[float]
+    probes: list[float]  # ack latencies during the deployment
+    idle_probes: list[float]  # and under the same load before the webhook
     probe_failures: int
     details: dict[str, float]
 
@@ -120,25 +121,20 @@ def measure_round(
 ) -> RoundResult:
     """Push `version`, and under load trigger and time its deployment."""
     push(images, stack, version, scenario)
-    label = version
     load = Load(stack.url(), clients, watch=version).start()
-    probe = stack.probe()
-    prober = Prober(probe) if probe is not None else None
+    prober = Prober(stack.probe()).start()
     try:
         time.sleep(WARMUP)
         sent = time.time()
-        ack = stack.trigger(label)
-        if prober is not None:
-            prober.start()
-        finish = stack.finish(label)
-        if prober is not None:
-            prober.stop()
+        ack = stack.trigger(version)
+        finish = stack.finish(version)
+        prober.stop()
         load.wait_for_watched(ROUND_TIMEOUT)
         time.sleep(TAIL)
     finally:
         answers = load.stop()
-        if prober is not None:
-            prober.stop()
+        prober.stop()
+    answered = prober.answered
     served = first_served(answers, version)
     only_new = only_new_since(answers, version)
     errors = error_kinds(answers)
@@ -154,7 +150,8 @@ def measure_round(
         ok=sum(not answer.failed for answer in answers),
         failed=sum(answer.failed for answer in answers),
         errors=errors,
-        probes=prober.latencies if prober is not None else [],
-        probe_failures=prober.failures if prober is not None else 0,
+        probes=latencies_between(answered, sent, finish.finished),
+        idle_probes=latencies_between(answered, 0.0, sent),
+        probe_failures=prober.failures,
         details=finish.details,
     )

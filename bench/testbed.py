@@ -24,6 +24,14 @@ def start_fixed_nginx(prefix: Path, port: int) -> SandboxNginx:
     return nginx.start()
 
 
+def run_argv(image: str, container: str, port: int, instance: str) -> list[str]:
+    """`docker run` of a test app on host networking at `port`, labelled for clean-up (pure)."""
+    return [
+        "docker", "run", "--detach", "--name", container, "--network", "host",
+        "--env", f"PORT={port}", "--label", f"deployer.instance={instance}", image,
+    ]  # fmt: skip
+
+
 def docker(*args: str) -> str:
     """Run the docker CLI; its stdout, or RuntimeError with its stderr."""
     result = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)

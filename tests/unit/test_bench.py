@@ -19,7 +19,7 @@ from bench.hook_stacks import (
 from bench.load import Answer, error_kinds, first_served, only_new_since
 from bench.nginx_step import NginxStepTiming, make_upstreams
 from bench.peers import versions
-from bench.peers_report import summarize, targets_table
+from bench.peers_report import ack_cell, summarize, targets_table
 from bench.rounds import RoundResult
 from bench.stats import markdown_table, median, milliseconds, percentile, ratio, seconds, spread
 from bench.testbed import render_fixed_upstream
@@ -190,6 +190,7 @@ def round_result(stack: str, served: float, failed: int = 0, probe: float = 0.00
         failed=failed,
         errors=[],
         probes=[probe] * 10,
+        idle_probes=[0.001],
         probe_failures=0,
         details={},
     )
@@ -199,12 +200,17 @@ def test_summary_takes_medians_over_one_stack_and_scenario() -> None:
     results = [round_result("deployer", 0.3), round_result("deployer", 0.5, failed=2)]
     summary = summarize([*results, round_result("floor", 0.25)], "deployer", "fast")
     assert (summary.rounds, summary.failed, summary.served) == (2, [0, 2], 0.4)
-    assert summary.probe_p99 == 0.002
+    assert (len(summary.probes), len(summary.idle_probes)) == (20, 2)
+    assert ack_cell(summary.probes) == "2.0 ms (20)"
+    assert ack_cell([], failures=3) == "- (0, 3 failed)"
 
 
 def test_targets_say_which_are_met() -> None:
     results = [round_result("floor", 0.25), round_result("deployer", 0.3)]
-    nginx = [NginxStepTiming(500, 5, 0.01, 0.02, 0.2, 0.35)]
+    nginx = [
+        NginxStepTiming(1, 5, 0.01, 0.01, 0.1, 0.1, 0.1),
+        NginxStepTiming(500, 5, 0.01, 0.02, 0.1, 0.2, 0.35),
+    ]
     rows = targets_table(results, ["fast"], nginx)[2:]
     verdicts = [row.rsplit("|", 2)[1].strip() for row in rows]
     # 0 failed; 0.3 <= 1.3 x 0.25; finished 0.8 <= 1 s; p99 2 ms; nginx max 0.35 s > 0.3 s
