@@ -58,7 +58,10 @@ HOW = """\
   by the floor's median in the same run and scenario (the floor's `served` is end to end)
 - acks: `trigger ack` is the push webhook's answer time; `ack p50/p99` are webhooks of a tag
   no service follows (authenticated, parsed, answered, nothing deployed) sent every 20 ms while
-  the deployment ran, each on a fresh connection
+  the deployment ran, each on a fresh connection, and the same for {warmup:g} s before the
+  webhook; the load keeps this machine's CPUs busy, so a p99 is the machine's scheduling noise
+  as much as the stack's own delay: compare it with the column before the webhook and with the
+  peers' webhook server (Go)
 """
 
 
