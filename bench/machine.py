@@ -27,6 +27,11 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, e.g. `0.15 0.08 0.07`."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def machine(extra_tools: list[list[str]] | None = None) -> list[str]:
     """Markdown bullet lines: date, machine, engine, nginx, Python and `extra_tools` versions."""
     memory_kb = int(Path("/proc/meminfo").read_text().split()[1])

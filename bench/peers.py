@@ -25,7 +25,7 @@ from pathlib import Path
 from bench.deployer_stack import DeployerStack
 from bench.floor import FloorStack
 from bench.hook_stacks import HookStack, compose_plan, script_plan
-from bench.machine import machine
+from bench.machine import load_average, machine
 from bench.nginx_step import NginxStepTiming, measure_nginx_step
 from bench.peers_report import report
 from bench.rounds import TAIL, WARMUP, RoundResult, Scenario, Stack, measure_round, set_up
@@ -74,10 +74,13 @@ def main() -> int:
     args = parser.parse_args()
     ensure_packages()
     ensure_engine(SANDBOX_DIR / "dockerd.log")
-    began = time.monotonic()
+    began, load_before = time.monotonic(), load_average()
     with tempfile.TemporaryDirectory(prefix="deployer-bench-") as scratch:
         results, nginx = run(Path(scratch), args)
-    text = report(head(args, time.monotonic() - began), results, nginx)
+    took = time.monotonic() - began
+    text = report(
+        head(args, took, f"{load_before} at start, {load_average()} at end"), results, nginx
+    )
     sys.stdout.write(text)
     if args.write:
         Path(args.write).write_text(text)
@@ -129,13 +132,14 @@ def versions(rounds: int) -> list[tuple[int, Scenario]]:
     ]
 
 
-def head(args: argparse.Namespace, took: float) -> list[str]:
+def head(args: argparse.Namespace, took: float, load: str) -> list[str]:
     """Title, machine, command and how it was measured."""
     tools = [["webhook", "-version"], ["docker-compose", "version"]]
     return [
         "# Benchmark: deployer beside its peers",
         "",
         *machine(tools),
+        f"- load average (1, 5, 15 min): {load} (the machine is shared: other processes count)",
         f"- command: `.venv/bin/python -m bench.peers --rounds {args.rounds} "
         f"--clients {args.clients} --nginx-services {args.nginx_services} "
         "--write bench/RESULTS.md` (as root; about "
