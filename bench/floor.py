@@ -35,6 +35,7 @@ class FloorStack:
         self.image = f"{images.repository(self.app)}:latest"
         self.instance = instance
         self.ports = (free_port(), free_port())
+        self.side = 0  # the next container runs on ports[side], named ...-floor-<side>
         self.serving: str | None = None  # the container nginx sends traffic to
         self.nginx: SandboxNginx | None = None
         self._finished: dict[str, Finish] = {}
@@ -57,8 +58,8 @@ class FloorStack:
     def trigger(self, label: str) -> None:
         """Do the whole switch now; finish() returns its times."""
         assert self.nginx is not None, "start() first"
-        port = self.ports[1] if self.serving and self.serving.endswith("-a") else self.ports[0]
-        container = f"{self.instance}-floor-{'b' if port == self.ports[1] else 'a'}"
+        port, container = self.ports[self.side], f"{self.instance}-floor-{self.side}"
+        self.side = 1 - self.side
         marks = [time.time()]
         docker("pull", "--quiet", self.image)
         marks.append(time.time())
