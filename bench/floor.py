@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.acks import Probe
 from bench.rounds import Finish
 from bench.testbed import SERVICE, docker, render_fixed_upstream, run_argv, start_fixed_nginx
-from deployer.nginx_workers import snapshot, still_accepting, worker_titles
+from deployer.nginx_workers import snapshot, wait_for_reload
 from deployer.sandbox import ImageFactory, SandboxNginx, free_port
 from deployer.sandbox.net import LOOPBACK, http_get
 
@@ -103,11 +103,8 @@ def test_nginx(nginx: SandboxNginx) -> None:
 
 
 def reload_and_confirm(nginx: SandboxNginx, timeout: float = 10.0) -> None:
-    """nginx -s reload, then wait until no worker from before still accepts (no extra settle)."""
-    master, before = snapshot(nginx.pid_file)
+    """nginx -s reload, then wait until no worker from before still accepts: the same check
+    deployer makes (old workers' listening sockets closed), the least a reload takes."""
+    before = snapshot(nginx.pid_file)
     subprocess.run(nginx.reload_argv, capture_output=True, check=True)
-    deadline = time.monotonic() + timeout
-    while still_accepting(before, worker_titles(master)):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"floor: nginx did not apply the reload in {timeout:g} s")
-        time.sleep(POLL)
+    wait_for_reload(before, timeout)

@@ -24,7 +24,7 @@ from bench.rounds import RoundResult
 from bench.stats import markdown_table, median, milliseconds, percentile, ratio, seconds, spread
 from bench.testbed import render_fixed_upstream
 from bench.tools import missing_packages
-from deployer.config import parse_config
+from deployer.config import QueueConfig, parse_config
 from deployer.sandbox import SandboxNginx
 
 
@@ -133,7 +133,7 @@ def test_deployer_config_keeps_the_defaults_and_is_valid(tmp_path: Path) -> None
     nginx = SandboxNginx(tmp_path / "nginx", ["web"])
     data = make_config(tmp_path, nginx, "127.0.0.1:5000/bench/app", 5001, "bench-x")
     config = parse_config(data, environ={"DEPLOYER_TOKEN": "t" * 32})
-    assert config.queue.coalesce == 2.0
+    assert config.queue == QueueConfig()  # deployer's own default
     assert config.services["web"].drain == 5.0
     assert config.nginx.pid_file == nginx.pid_file
     tuned = make_config(tmp_path, nginx, "r/a", 5001, "x", {"coalesce": 0.5, "drain": 1})
