@@ -14,7 +14,8 @@ DeployerError
 │   └── QueueClosed        the service is shutting down and takes no new work
 ├── DockerError            the Docker engine refused or failed an operation
 │   ├── RegistryError      a tag could not be resolved or an image not pulled
-│   └── ContainerError     a container could not be started, or exited, or is missing
+│   ├── ContainerError     a container could not be started, or exited, or is missing
+│   └── ServiceError       a Swarm service could not be created, updated, read or removed
 ├── HealthCheckFailed      a new container did not become healthy in time
 ├── NginxError             rendering, testing or reloading the nginx config failed
 ├── NoFreePort             every port of a service's pool is taken
@@ -102,6 +103,14 @@ class ContainerError(DockerError):
     def __init__(self, name: str, message: str, logs: str = "") -> None:
         self.name = name
         self.logs = logs
+        super().__init__(message)
+
+
+class ServiceError(DockerError):
+    """The engine refused or failed an operation on Swarm service `service`."""
+
+    def __init__(self, service: str, message: str) -> None:
+        self.service = service
         super().__init__(message)
 
 
