@@ -197,8 +197,8 @@ class TaskState(enum.StrEnum):
 FAILURE_STATES = frozenset(
     {TaskState.COMPLETE, TaskState.FAILED, TaskState.REJECTED, TaskState.ORPHANED}
 )
-# A task in one of these has no process any more (so it holds no port).
-ENDED_STATES = FAILURE_STATES | {TaskState.SHUTDOWN, TaskState.REMOVE}
+# A task in one of these has a process (which may listen on its port).
+ALIVE_STATES = frozenset({TaskState.STARTING, TaskState.RUNNING})
 
 
 @dataclass(frozen=True)
@@ -232,9 +232,9 @@ class TaskInfo:
         return self.state in FAILURE_STATES
 
     @property
-    def ended(self) -> bool:
-        """True when the task's process is gone (whatever the reason)."""
-        return self.state in ENDED_STATES
+    def alive(self) -> bool:
+        """True while the task's process runs, even after Swarm told it to stop (it lingers)."""
+        return self.state in ALIVE_STATES
 
     @property
     def what_went_wrong(self) -> str:

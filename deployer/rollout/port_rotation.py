@@ -14,8 +14,12 @@ from deployer.backends.swarm_types import TaskInfo
 
 
 def ports_in_use(tasks: Iterable[TaskInfo]) -> set[int]:
-    """Ports held by tasks whose process has not ended (old ones may linger while stopping)."""
-    return {task.port for task in tasks if task.port is not None and not task.ended}
+    """Ports held by running tasks (old ones linger while stopping) or soon by desired ones."""
+    return {
+        task.port
+        for task in tasks
+        if task.port is not None and (task.alive or task.desired_state == "running")
+    }
 
 
 def next_port(pool: Sequence[int], current: int | None, in_use: Iterable[int] = ()) -> int | None:

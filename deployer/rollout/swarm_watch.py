@@ -7,6 +7,7 @@ so after a deployer restart the same call re-attaches to an update Swarm carried
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from deployer.backends.swarm_types import SwarmEngine, UpdateState
-from deployer.errors import DeploymentCancelled
+from deployer.errors import DeploymentCancelled, DockerError, ServiceError
 from deployer.rollout.converge import Observation, Outcome, TaskFailure, Verdict, judge
 
 MAX_LOGGED_TASKS = 3
@@ -68,20 +69,26 @@ def watch(
     started = clock()
     deadline = started + spec.timeout
     observations: list[Observation] = []
-    settle_until: float | None = None
+    settle_until = math.inf
     while True:
-        service = engine.service(spec.service)
-        tasks = engine.tasks(service.id) if service is not None else []
-        now = clock()
-        observations.append(Observation(now, service, tuple(tasks)))
-        verdict = judge(observations, spec.target, spec.window, deadline, spec.since)
-        if verdict.finished:
-            if not _rolling_back(verdict) or spec.settle <= 0:
+        try:
+            seen = _observe(engine, spec.service, clock)
+        except DockerError as err:
+            # A manager election or a busy engine: Swarm carries on, and so do we until the
+            # deadline.
+            if clock() >= deadline:
+                message = f"{err}; still failing at the deadline ({spec.timeout:g} s)"
+                raise ServiceError(spec.service, message) from err
+            verdict = Verdict(Outcome.PENDING, f"cannot read the service now: {err}")
+        else:
+            observations.append(seen)
+            verdict = judge(observations, spec.target, spec.window, deadline, spec.since)
+            if verdict.finished and not (_rolling_back(verdict) and spec.settle > 0):
                 break
-            # Swarm is rolling back: the verdict stands, but wait a little to report the end.
-            settle_until = now + spec.settle if settle_until is None else settle_until
-            if now >= settle_until:
-                break
+            if verdict.finished:  # Swarm is rolling back: wait a little to report its end
+                settle_until = min(settle_until, seen.at + spec.settle)
+                if seen.at >= settle_until:
+                    break
         if stopping.wait(spec.interval):
             raise DeploymentCancelled(
                 f"deployer is stopping while Swarm updates {spec.service} "
@@ -90,10 +97,16 @@ def watch(
     logs = tuple(
         (failure, engine.task_logs(task))
         for failure in verdict.failures[:MAX_LOGGED_TASKS]
-        for task in tasks
+        for task in observations[-1].tasks
         if task.id == failure.task_id
     )
     return Convergence(verdict, logs, len(observations), clock() - started)
+
+
+def _observe(engine: SwarmEngine, name: str, clock: Callable[[], float]) -> Observation:
+    service = engine.service(name)
+    tasks = engine.tasks(service.id) if service is not None else []
+    return Observation(clock(), service, tuple(tasks))
 
 
 def _rolling_back(verdict: Verdict) -> bool:

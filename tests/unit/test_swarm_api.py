@@ -216,7 +216,7 @@ def test_a_recorded_task_is_read_with_node_name_digest_and_port() -> None:
     assert task.created_at is not None
     assert task.state_since is not None
     assert not task.failed
-    assert not task.ended
+    assert task.alive
 
 
 def test_a_failed_task_keeps_the_engines_error_and_exit_code() -> None:

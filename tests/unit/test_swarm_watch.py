@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from deployer.backends.swarm_types import ServiceState, TaskInfo, UpdateState
-from deployer.errors import DeploymentCancelled
+from deployer.errors import DeploymentCancelled, ServiceError
 from deployer.rollout.converge import Outcome
 from deployer.rollout.swarm_watch import Watch, watch
 from tests.swarm_recordings import Recording, load
@@ -142,3 +142,36 @@ def test_deployer_stopping_ends_the_watch_and_says_swarm_carries_on() -> None:
 
     with pytest.raises(DeploymentCancelled, match="Swarm carries on without deployer"):
         watch(engine, make_watch(recording), stopping, clock=engine.clock)
+
+
+class FlakySwarm(ReplayedSwarm):
+    """A replayed engine whose reads fail `failures` times first (a manager election)."""
+
+    def __init__(self, recording: Recording, failures: int) -> None:
+        super().__init__(recording)
+        self.failures = failures
+
+    def service(self, name: str) -> ServiceState | None:
+        if self.failures > 0:
+            self.failures -= 1
+            self.now += 0.5
+            raise ServiceError(name, f"cannot read Swarm service {name}: rpc error: no leader")
+        return super().service(name)
+
+
+def test_reads_that_fail_for_a_while_do_not_end_the_watch() -> None:
+    recording = load("update_start_first_success")
+    engine = FlakySwarm(recording, failures=3)
+
+    result = watch(engine, make_watch(recording), clock=engine.clock)
+
+    assert result.succeeded
+    assert engine.failures == 0
+
+
+def test_reads_that_still_fail_at_the_deadline_are_an_error() -> None:
+    recording = load("update_start_first_success")
+    engine = FlakySwarm(recording, failures=100)
+
+    with pytest.raises(ServiceError, match=r"no leader; still failing at the deadline \(5 s\)"):
+        watch(engine, make_watch(recording, timeout=5.0), clock=engine.clock)

@@ -22,6 +22,7 @@ from deployer.backends.swarm_types import (
 )
 from deployer.rollout.converge import Outcome
 from deployer.rollout.port_rotation import next_port, ports_in_use
+from deployer.rollout.swarm_status import make_status
 from deployer.rollout.swarm_watch import Convergence
 from deployer.sandbox.net import accepts_connections, http_get
 from tests.integration.swarm.conftest import SwarmImages, converge, wait_until
@@ -83,8 +84,10 @@ def test_a_service_is_created_pinned_to_a_digest_and_converges(
         labels={"team": "shop"},
     )
 
+    digest = backend.resolve(swarm_images.v1.repository, swarm_images.v1.tag)
     result = deploy(spec)
 
+    assert digest == spec.digest
     assert result.succeeded, result.describe()
     assert result.verdict.update_state is None  # a create: the tasks alone decided
     state = backend.service(spec.name)
@@ -100,6 +103,8 @@ def test_a_service_is_created_pinned_to_a_digest_and_converges(
     assert (task.state, task.digest, task.port, task.slot) == ("running", spec.digest, ports[0], 1)
     assert task.node  # the node's hostname
     assert version_on(ports[0]) == "v1"
+    status = make_status(state, backend.tasks(state.id))
+    assert (status.replicas_desired, status.replicas_running) == (1, 1)
     in_container = docker_cli(
         "exec",
         task.container_id,
