@@ -1,7 +1,8 @@
 """A single-node Swarm on the sandbox engine, for tests and recordings, driven by the CLI.
 
 `docker swarm init --advertise-addr 127.0.0.1` when the engine is not in a swarm yet; the
-caller leaves it afterwards only if it created it (and nobody else's services run there).
+caller leaves it afterwards only if it created it (and nobody else's services run there),
+and removes the gateway bridge network that init created.
 Tasks use host networking on 127.0.0.1 ports: ingress and overlay networks need iptables,
 which the sandbox engine runs without.
 """
@@ -11,8 +12,11 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from dataclasses import dataclass
 
 from deployer.backends.base import LABEL_INSTANCE
+
+GATEWAY_BRIDGE = "docker_gwbridge"
 
 
 class SwarmUnavailable(RuntimeError):
@@ -28,23 +32,45 @@ def swarm_state() -> str:
     return state
 
 
-def ensure_swarm() -> bool:
-    """Make the engine a single-node swarm manager; True when this call created the swarm."""
+@dataclass(frozen=True)
+class SwarmJoin:
+    """What ensure_swarm did: whether it created the swarm, and the gateway bridge."""
+
+    created: bool
+    had_gateway_bridge: bool
+
+
+def ensure_swarm() -> SwarmJoin:
+    """Make the engine a single-node swarm manager (when it is in none)."""
+    had_bridge = network_exists(GATEWAY_BRIDGE)
     if swarm_state() == "active":
-        return False
+        return SwarmJoin(created=False, had_gateway_bridge=had_bridge)
     result = _docker("swarm", "init", "--advertise-addr", "127.0.0.1")
     if result.returncode == 0:
-        return True
+        return SwarmJoin(created=True, had_gateway_bridge=had_bridge)
     if "already part of a swarm" in result.stderr:  # someone else initialised it meanwhile
-        return False
+        return SwarmJoin(created=False, had_gateway_bridge=had_bridge)
     raise SwarmUnavailable(f"docker swarm init failed: {result.stderr.strip()}")
 
 
-def leave_swarm() -> None:
-    """docker swarm leave --force (removes every service: only for a swarm we created)."""
+def leave_swarm(join: SwarmJoin) -> None:
+    """Leave a swarm ensure_swarm created (removes every service), and its gateway bridge.
+
+    `swarm init` creates the bridge network docker_gwbridge (even with dockerd --bridge=none)
+    and `swarm leave` keeps it: remove it when it was not there before.
+    """
+    if not join.created:
+        return
     result = _docker("swarm", "leave", "--force")
     if result.returncode != 0:
         raise SwarmUnavailable(f"docker swarm leave failed: {result.stderr.strip()}")
+    if not join.had_gateway_bridge and network_exists(GATEWAY_BRIDGE):
+        _docker("network", "rm", GATEWAY_BRIDGE)
+
+
+def network_exists(name: str) -> bool:
+    """True when the engine has a network called name."""
+    return _docker("network", "inspect", name).returncode == 0
 
 
 def service_names(label: str | None = None) -> list[str]:

@@ -58,19 +58,19 @@ class SwarmImages:
 def swarm(engine: str) -> Iterator[None]:
     """The engine as a single-node swarm manager for this session."""
     try:
-        created = ensure_swarm()
+        join = ensure_swarm()
     except SwarmUnavailable as err:
         if os.environ.get("DEPLOYER_REQUIRE_ENGINE") == "1":
             pytest.fail(f"DEPLOYER_REQUIRE_ENGINE=1 but no swarm: {err}")
         pytest.skip(f"Swarm integration tests need a swarm manager: {err}")
     yield
-    if not created:
+    if not join.created:
         return
     others = service_names()
     if others:  # someone started using this swarm meanwhile: leaving would remove theirs
         warnings.warn(f"not leaving the swarm: services {others} run there", stacklevel=1)
         return
-    leave_swarm()
+    leave_swarm(join)
 
 
 @pytest.fixture(scope="session")

@@ -384,7 +384,7 @@ def build_images(factory: ImageFactory) -> dict[str, PushedImage]:
 
 def main(names: list[str]) -> int:
     chosen = names or list(SCENARIOS)
-    created = ensure_swarm()
+    join = ensure_swarm()
     instance = f"rec-{uuid.uuid4().hex[:6]}"
     try:
         with (
@@ -397,8 +397,7 @@ def main(names: list[str]) -> int:
                 SCENARIOS[name](bed)
     finally:
         remove_instance_objects(instance)
-        if created:
-            leave_swarm()
+        leave_swarm(join)
     return 0
 
 
