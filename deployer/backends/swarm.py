@@ -43,15 +43,14 @@ class _OutOfSequence(Exception):
 
 
 @contextmanager
-def engine_errors(service: str, what: str) -> Iterator[None]:
-    """Translate docker SDK and transport errors into ServiceError naming service and action."""
+def engine_errors(service: str, action: str) -> Iterator[None]:
+    """Translate docker SDK and transport errors into ServiceError: 'cannot <action>: <why>'."""
     try:
         yield
     except ENGINE_ERRORS as err:
         if isinstance(err, docker.errors.APIError) and OUT_OF_SEQUENCE in _why(err):
             raise _OutOfSequence(_why(err)) from err
-        message = f"cannot {what} Swarm service {service}: {_explain(err)}"
-        raise ServiceError(service, message) from err
+        raise ServiceError(service, f"cannot {action}: {_explain(err)}") from err
 
 
 class SwarmBackend:
@@ -98,7 +97,7 @@ class SwarmBackend:
     def create(self, spec: ServiceSpec) -> WriteResult:
         """Create the service from spec; returns its id and the engine's warnings."""
         document = make_service_document(spec, *self._file_ids(spec))
-        with engine_errors(spec.name, "create"):
+        with engine_errors(spec.name, f"create Swarm service {spec.name}"):
             answer = self.client.api.create_service(**document)
         warnings = _warnings(answer)
         for warning in warnings:
@@ -108,39 +107,45 @@ class SwarmBackend:
     def update(self, spec: ServiceSpec) -> WriteResult:
         """Write spec over the service; read it just before; retry once when out of sequence."""
         document = make_service_document(spec, *self._file_ids(spec))
-        for attempt in (1, 2):
-            current = self._inspect(spec.name)
-            if current is None:
-                raise ServiceError(spec.name, f"Swarm service {spec.name} no longer exists")
-            state = parse_service(current)
-            _refuse_other_instance(spec, state)
+        retried = False
+        try:
+            state, answer = self._write(spec, document)
+        except _OutOfSequence as err:
+            log.info("Swarm service %s changed under us (%s); reading it again", spec.name, err)
+            retried = True
             try:
-                with engine_errors(spec.name, "update"):
-                    answer = self.client.api.update_service(state.id, state.version, **document)
-            except _OutOfSequence as err:
-                if attempt == 2:
-                    raise ServiceError(
-                        spec.name,
-                        f"cannot update Swarm service {spec.name}: it changed again while "
-                        f"deployer wrote it ({err}); is another tool updating it? Try again",
-                    ) from err
-                log.info("Swarm service %s changed under us (%s); reading it again", spec.name, err)
-                continue
-            warnings = _warnings(answer)
-            for warning in warnings:
-                log.warning("updating Swarm service %s: the engine warns: %s", spec.name, warning)
-            return WriteResult(
-                state.id,
-                created=False,
-                adopted=state.instance != spec.instance,
-                warnings=warnings,
-                retried=attempt == 2,
-            )
-        raise AssertionError("unreachable")  # pragma: no cover
+                state, answer = self._write(spec, document)
+            except _OutOfSequence as again:
+                raise ServiceError(
+                    spec.name,
+                    f"cannot update Swarm service {spec.name}: it changed again while deployer "
+                    f"wrote it ({again}); is another tool updating it? Try again",
+                ) from again
+        warnings = _warnings(answer)
+        for warning in warnings:
+            log.warning("updating Swarm service %s: the engine warns: %s", spec.name, warning)
+        return WriteResult(
+            state.id,
+            created=False,
+            adopted=state.instance != spec.instance,
+            warnings=warnings,
+            retried=retried,
+        )
+
+    def _write(self, spec: ServiceSpec, document: dict[str, Any]) -> tuple[ServiceState, Any]:
+        """Read the service (its version is the lock), then write the whole document."""
+        current = self._inspect(spec.name)
+        if current is None:
+            raise ServiceError(spec.name, f"Swarm service {spec.name} no longer exists")
+        state = parse_service(current)
+        _refuse_other_instance(spec, state)
+        with engine_errors(spec.name, f"update Swarm service {spec.name}"):
+            answer = self.client.api.update_service(state.id, state.version, **document)
+        return state, answer
 
     def tasks(self, service: str) -> list[TaskInfo]:
         """Every task Swarm still keeps for the service (name or id), current and history."""
-        with engine_errors(service, "list the tasks of"):
+        with engine_errors(service, f"list the tasks of Swarm service {service}"):
             found: list[dict[str, Any]] = self.client.api.tasks(filters={"service": service})
             if any(task.get("NodeID") not in self._hostnames for task in found):
                 self._hostnames = {
@@ -163,7 +168,7 @@ class SwarmBackend:
 
     def list_managed(self, instance: str) -> list[ServiceState]:
         """Every service labelled deployer.instance=instance."""
-        with engine_errors(instance, "list the services of instance"):
+        with engine_errors(instance, f"list the Swarm services of instance {instance}"):
             found = self.client.api.services(filters={"label": f"{LABEL_INSTANCE}={instance}"})
         return [parse_service(attrs) for attrs in found]
 
@@ -172,14 +177,14 @@ class SwarmBackend:
         state = self.service(name)
         if state is None:
             return
-        with engine_errors(name, "remove"):
+        with engine_errors(name, f"remove Swarm service {name}"):
             try:
                 self.client.api.remove_service(state.id)
             except docker.errors.NotFound:
                 return
 
     def _inspect(self, name: str) -> dict[str, Any] | None:
-        with engine_errors(name, "read"):
+        with engine_errors(name, f"read Swarm service {name}"):
             try:
                 attrs: dict[str, Any] = self.client.api.inspect_service(name)
             except docker.errors.NotFound:
@@ -205,7 +210,7 @@ class SwarmBackend:
         if not refs:
             return {}
         names = sorted({ref.name for ref in refs})
-        with engine_errors(service, f"look up the {kind}s of"):
+        with engine_errors(service, f"look up the {kind}s of Swarm service {service}"):
             # The engine's name filter also matches prefixes: keep exact names only.
             found = {item["Spec"]["Name"]: item["ID"] for item in listing(filters={"name": names})}
         missing = [name for name in names if name not in found]

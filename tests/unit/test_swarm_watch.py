@@ -36,7 +36,7 @@ class ReplayedSwarm:
             self.now += 1.0
         return observations[self.index].service
 
-    def tasks(self, name: str) -> list[TaskInfo]:
+    def tasks(self, service: str) -> list[TaskInfo]:
         return list(self.recording.observations[self.index].tasks)
 
     def task_logs(self, task: TaskInfo, tail: int = 20) -> str:
