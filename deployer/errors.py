@@ -14,8 +14,9 @@ DeployerError
 │   └── QueueClosed        the service is shutting down and takes no new work
 ├── DockerError            the Docker engine refused or failed an operation
 │   ├── RegistryError      a tag could not be resolved or an image not pulled
-│   └── ContainerError     a container could not be started, or exited
-│       └── ContainerMissing   the container is not on the engine
+│   ├── ContainerError     a container could not be started, or exited
+│   │   └── ContainerMissing   the container is not on the engine
+│   └── ServiceError       a Swarm service could not be created, updated, read or removed
 ├── HealthCheckFailed      a new container did not become healthy in time
 ├── NginxError             rendering, testing or reloading the nginx config failed
 ├── NoFreePort             every port of a service's pool is taken
@@ -109,6 +110,14 @@ class ContainerError(DockerError):
 
 class ContainerMissing(ContainerError):
     """Container `name` is not on the engine (removed, or never created)."""
+
+
+class ServiceError(DockerError):
+    """The engine refused or failed an operation on Swarm service `service`."""
+
+    def __init__(self, service: str, message: str) -> None:
+        self.service = service
+        super().__init__(message)
 
 
 class HealthCheckFailed(DeployerError):

@@ -1,0 +1,265 @@
+"""What a Swarm rollout needs from the engine: the data types of a service and its tasks.
+
+No `docker` import here (deployer/backends/swarm.py is the adapter): the converge judge, the
+rollout strategy and the tests depend on this module only, and unit tests give them a fake at
+the `SwarmEngine` seam. Durations are seconds (floats); the adapter converts them to the
+Engine API's integer nanoseconds.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from deployer.backends.base import LABEL_DEPLOYMENT, LABEL_DIGEST, LABEL_INSTANCE, LABEL_SERVICE
+
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+HOST_NETWORK = "host"
+
+
+class UpdateState(enum.StrEnum):
+    """`UpdateStatus.State` of a Swarm service (absent right after a create or a no-op update)."""
+
+    UPDATING = "updating"
+    COMPLETED = "completed"
+    PAUSED = "paused"
+    ROLLBACK_STARTED = "rollback_started"
+    ROLLBACK_COMPLETED = "rollback_completed"
+    ROLLBACK_PAUSED = "rollback_paused"
+
+    @property
+    def rolled_back(self) -> bool:
+        """True for the states of a rollback (started, completed or paused)."""
+        return self.value.startswith("rollback_")
+
+
+@dataclass(frozen=True)
+class UpdatePolicy:
+    """How Swarm replaces tasks. Order (start-first) and failure action (rollback) are fixed."""
+
+    parallelism: int = 1
+    delay: float = 0.0
+    monitor: float = 5.0  # >= the health window: a task must stay up this long after starting
+    max_failure_ratio: float = 0.0
+
+
+@dataclass(frozen=True)
+class Resources:
+    """CPU (in CPUs, e.g. 0.5) and memory (in bytes) limits and reservations per task."""
+
+    cpus_limit: float | None = None
+    memory_limit: int | None = None
+    cpus_reservation: float | None = None
+    memory_reservation: int | None = None
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A HEALTHCHECK for the service's containers; `test` like ["CMD", "wget", ...]."""
+
+    test: tuple[str, ...]
+    interval: float = 5.0
+    timeout: float = 3.0
+    retries: int = 3
+    start_period: float = 0.0
+
+
+@dataclass(frozen=True)
+class FileReference:
+    """A Swarm secret or config, by name, mounted as a file (`target`, default: the name)."""
+
+    name: str
+    target: str = ""
+    mode: int = 0o444
+
+    @property
+    def file_name(self) -> str:
+        return self.target or self.name
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """Everything needed to create or update one Swarm service (pure data).
+
+    The image is always pinned: `image@digest`. With host networking the app listens on
+    `port`, handed to it as `$PORT`; rotate the port on every update (start-first cannot
+    reuse a host-mode port, moby#36934).
+    """
+
+    name: str
+    image: str  # repository, without tag or digest
+    digest: str  # sha256:...
+    instance: str
+    deployment: str = ""
+    replicas: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] | None = None
+    args: tuple[str, ...] | None = None
+    constraints: tuple[str, ...] = ()
+    resources: Resources = field(default_factory=Resources)
+    secrets: tuple[FileReference, ...] = ()
+    configs: tuple[FileReference, ...] = ()
+    update: UpdatePolicy = field(default_factory=UpdatePolicy)
+    network: str = HOST_NETWORK  # host, or the name of a swarm-scoped network
+    port: int | None = None  # host networking: the port the app listens on ($PORT)
+    healthcheck: HealthCheck | None = None  # None: the image's own HEALTHCHECK
+    labels: dict[str, str] = field(default_factory=dict)
+    stop_grace_period: float = 10.0
+    restart_delay: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not DIGEST.match(self.digest):
+            raise ValueError(f"{self.name}: expected a digest sha256:<64 hex>, got {self.digest!r}")
+        if "@" in self.image:
+            raise ValueError(f"{self.name}: image {self.image!r} must not carry a digest")
+        if self.replicas < 0:
+            raise ValueError(f"{self.name}: replicas must be >= 0, got {self.replicas}")
+        if self.network == HOST_NETWORK and self.port is None:
+            raise ValueError(f"{self.name}: host networking needs a port ($PORT for the app)")
+
+    @property
+    def reference(self) -> str:
+        """`repository@sha256:...`, what every node pulls."""
+        return f"{self.image}@{self.digest}"
+
+    @property
+    def service_labels(self) -> dict[str, str]:
+        """The labels on the service: the operator's, then deployer's (which win)."""
+        labels = {
+            **self.labels,
+            LABEL_SERVICE: self.name,
+            LABEL_INSTANCE: self.instance,
+            LABEL_DIGEST: self.digest,
+        }
+        if self.deployment:
+            labels[LABEL_DEPLOYMENT] = self.deployment
+        return labels
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The containers' environment: the service's env plus PORT with host networking."""
+        if self.port is None:
+            return dict(self.env)
+        return {**self.env, "PORT": str(self.port)}
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """One Swarm service as the engine reports it now (a snapshot)."""
+
+    id: str
+    name: str
+    version: int  # the spec version every write must name (optimistic locking)
+    labels: dict[str, str]
+    image: str  # the spec's image reference (repository@sha256:... for deployer's services)
+    digest: str | None
+    port: int | None  # $PORT in the spec: the port its (converged) tasks listen on
+    replicas: int | None  # None for a global service
+    update_state: UpdateState | None
+    update_message: str
+    update_started_at: datetime | None
+    update_completed_at: datetime | None
+    previous_image: str | None  # PreviousSpec's image; Swarm drops PreviousSpec on rollback
+    previous_digest: str | None
+    previous_port: int | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+    @property
+    def instance(self) -> str:
+        return self.labels.get(LABEL_INSTANCE, "")
+
+
+class TaskState(enum.StrEnum):
+    """Swarm task states, in the order a task moves through them."""
+
+    NEW = "new"
+    ALLOCATED = "allocated"
+    PENDING = "pending"
+    ASSIGNED = "assigned"
+    ACCEPTED = "accepted"
+    PREPARING = "preparing"
+    READY = "ready"
+    STARTING = "starting"  # the container runs; its HEALTHCHECK has not passed yet
+    RUNNING = "running"
+    COMPLETE = "complete"  # exited 0: for a service that should keep running, a failure too
+    SHUTDOWN = "shutdown"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    REMOVE = "remove"
+    ORPHANED = "orphaned"
+
+
+# A task in one of these ended by itself, not because Swarm was told to stop it.
+FAILURE_STATES = frozenset(
+    {TaskState.COMPLETE, TaskState.FAILED, TaskState.REJECTED, TaskState.ORPHANED}
+)
+# A task in one of these has a process (which may listen on its port).
+ALIVE_STATES = frozenset({TaskState.STARTING, TaskState.RUNNING})
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One Swarm task (one attempt at running one replica slot), as the engine reports it."""
+
+    id: str
+    service_id: str
+    slot: int | None
+    node_id: str
+    node: str  # the node's hostname, or its id when unknown
+    desired_state: str
+    state: str
+    message: str
+    error: str
+    exit_code: int | None
+    image: str
+    digest: str | None
+    port: int | None  # $PORT in the task's spec (host networking)
+    container_id: str
+    created_at: datetime | None
+    state_since: datetime | None  # Status.Timestamp: when the task entered `state`
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def failed(self) -> bool:
+        """True when the task ended by itself (failed, rejected, orphaned or exited 0)."""
+        return self.state in FAILURE_STATES
+
+    @property
+    def alive(self) -> bool:
+        """True while the task's process runs, even after Swarm told it to stop (it lingers)."""
+        return self.state in ALIVE_STATES
+
+    @property
+    def what_went_wrong(self) -> str:
+        """The engine's error for a failed task, or what its state says."""
+        if self.error:
+            return self.error
+        if self.state == TaskState.COMPLETE:
+            return f"exited with status {self.exit_code or 0} although it should keep running"
+        return f"{self.state}: {self.message}" if self.message else self.state
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a create or update of a service returned."""
+
+    service_id: str
+    created: bool  # a new service (first deployment)
+    adopted: bool  # an existing service with that name that deployer did not label yet
+    warnings: tuple[str, ...] = ()
+    retried: bool = False  # the write met "update out of sequence" once and was redone
+
+
+class SwarmEngine(Protocol):
+    """What the converge watcher reads from the engine (the Swarm backend, or a fake)."""
+
+    def service(self, name: str) -> ServiceState | None: ...
+    def tasks(self, service: str) -> list[TaskInfo]: ...
+    def task_logs(self, task: TaskInfo, tail: int = 20) -> str: ...
