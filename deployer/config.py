@@ -245,6 +245,13 @@ class QueueConfig(_Frozen):
     coalesce: Seconds = 0.0  # an extra wait for more pushes before a job starts
 
 
+class HistoryConfig(_Frozen):
+    """How much deployment history to keep (pruned after each deployment and at start)."""
+
+    keep_per_service: int = Field(default=1000, ge=10)
+    max_age_days: int | None = Field(default=None, ge=1)  # unset: no age limit
+
+
 class Config(_Frozen):
     """The whole, validated configuration."""
 
@@ -254,6 +261,7 @@ class Config(_Frozen):
     webhooks: WebhooksConfig = WebhooksConfig()
     nginx: NginxConfig = NginxConfig()
     queue: QueueConfig = QueueConfig()
+    history: HistoryConfig = HistoryConfig()
     admin: AdminConfig = AdminConfig()
     read: ReadConfig = ReadConfig()
     notify: list[NotifyTarget] = Field(default_factory=list)

@@ -19,6 +19,7 @@ from deployer.nginx import NginxConfigurator, Runner, run_command
 from deployer.nginx_container import nginx_runner
 from deployer.notify import Notifier
 from deployer.queue import DeployQueue
+from deployer.retention import prune_history
 from deployer.rollout.adoption import adopt_running
 from deployer.rollout.bluegreen import BlueGreen
 from deployer.rollout.health import Probe, http_probe
@@ -84,6 +85,8 @@ class Runtime:
             self.config, self.backend, self.fleet, self.store, self.nginx
         )
         self.watch.start()
+        for name in self.config.services:
+            prune_history(self.config, self.store, name, self.watch.deployments())
         self.queue.start()
         for deployment in finishing:
             self.queue.resume(deployment)
@@ -110,6 +113,9 @@ class Runtime:
         """Every finished deployment: metrics, notifications, and image pruning on success."""
         self.metrics.deployment_finished(deployment)
         self.notifier.deployment_finished(deployment)
+        ran = deployment.state is not DeploymentState.SUPERSEDED  # (reported under the queue lock)
+        if ran and deployment.service in self.config.services:
+            prune_history(self.config, self.store, deployment.service, self.watch.deployments())
         service = self.config.services.get(deployment.service)
         if deployment.state is DeploymentState.SUCCEEDED and service is not None:
             try:

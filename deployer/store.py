@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,9 @@ class Store:
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
         with self._lock:
+            # Set before the first table exists (a new database): pruned pages go back to the
+            # file system. An older database reuses its free pages: its size stays bounded too.
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
             present = {row["name"] for row in self._db.execute("PRAGMA table_info(deployments)")}
@@ -161,6 +164,54 @@ class Store:
                 (service, *states, limit),
             ).fetchall()
         return [row["digest"] for row in rows]
+
+    def newest_with(self, service: str, digests: Collection[str]) -> list[str]:
+        """Ids of the newest succeeded deployment of service for each of these digests."""
+        with self._lock:
+            found = [
+                self._db.execute(
+                    "SELECT id FROM deployments WHERE service = ? AND digest = ? "  # noqa: S608
+                    f"AND state = 'succeeded' ORDER BY {NEWEST_FIRST} LIMIT 1",
+                    (service, digest),
+                ).fetchone()
+                for digest in digests
+            ]
+        return [row["id"] for row in found if row is not None]
+
+    def prune(
+        self,
+        service: str,
+        keep: int,
+        older_than: datetime | None,
+        protected: Collection[str] = (),
+    ) -> int:
+        """Delete the service's finished deployments beyond the newest `keep`, and those created
+        before `older_than`; never a `protected` id or an unfinished one. Returns how many."""
+        placeholders = ", ".join("?" * len(protected)) or "NULL"
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                doomed = [
+                    row["id"]
+                    for row in self._db.execute(
+                        "SELECT id FROM deployments WHERE service = ? "  # noqa: S608
+                        "AND state NOT IN ('queued', 'running') "
+                        f"AND id NOT IN ({placeholders}) AND (id NOT IN (SELECT id FROM "
+                        f"deployments WHERE service = ? ORDER BY {NEWEST_FIRST} LIMIT ?) "
+                        "OR created_at < ?)",
+                        (service, *protected, service, keep, _to_db(older_than) or ""),
+                    )
+                ]
+                ids = [(deployment_id,) for deployment_id in doomed]
+                self._db.executemany("DELETE FROM steps WHERE deployment_id = ?", ids)
+                self._db.executemany("DELETE FROM deployments WHERE id = ?", ids)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            if doomed:
+                self._db.execute("PRAGMA incremental_vacuum")
+        return len(doomed)
 
     def close(self) -> None:
         with self._lock:

@@ -62,6 +62,10 @@ class ContainerWatch:
             return f"{found} as of {self._read_at:%H:%M:%S} UTC; engine: {self._error}"
         return found
 
+    def deployments(self) -> set[str]:
+        """Ids of the deployments that started the containers on the engine (as last read)."""
+        return {container.deployment for container in self._seen.values()}
+
     def get(self, container_id: str) -> ContainerInfo | None:
         """The container as last read, or None when the engine did not list it."""
         return self._seen.get(container_id)
