@@ -1,7 +1,14 @@
-"""Pure builders of the JSON documents the API returns and notifications carry."""
+"""Pure builders of the JSON documents the API returns and notifications carry.
+
+A finished deployment never changes, so its document is built once and kept (a bounded memo,
+keyed so that anything that could differ makes another key): /status and the page show 100
+services' last deployments several times a second without rebuilding them.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -27,9 +34,32 @@ def seconds(start: datetime | None, end: datetime | None) -> float | None:
     return round((end - start).total_seconds(), 3)
 
 
+MEMO_SIZE = 4096
+_memo: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+_memo_lock = threading.Lock()
+
+
 def deployment_json(deployment: Deployment, show_logs: bool = False) -> dict[str, Any]:
     """GET /deployments/<id>. The container's log lines only with show_logs (an
-    authenticated reader): apps print secrets at start-up."""
+    authenticated reader): apps print secrets at start-up. Callers must not change it."""
+    if not deployment.state.finished:
+        return _deployment_json(deployment, show_logs)
+    state, finished = deployment.state, deployment.finished_at
+    key = (deployment.id, state, finished, len(deployment.steps), deployment.error, show_logs)
+    with _memo_lock:
+        found = _memo.get(key)
+        if found is not None:
+            _memo.move_to_end(key)
+            return found
+    built = _deployment_json(deployment, show_logs)
+    with _memo_lock:
+        _memo[key] = built
+        if len(_memo) > MEMO_SIZE:
+            _memo.popitem(last=False)
+    return built
+
+
+def _deployment_json(deployment: Deployment, show_logs: bool) -> dict[str, Any]:
     return {
         "id": deployment.id,
         "service": deployment.service,

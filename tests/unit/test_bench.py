@@ -215,3 +215,15 @@ def test_targets_say_which_are_met() -> None:
     verdicts = [row.rsplit("|", 2)[1].strip() for row in rows]
     # 0 failed; 0.3 <= 1.3 x 0.25; finished 0.8 <= 1 s; p99 2 ms; nginx max 0.35 s > 0.3 s
     assert verdicts == ["yes", "yes", "yes", "yes", "**no**"]
+
+
+def test_reads_report_judges_the_targets() -> None:
+    from bench.reads import PATHS, SMALL, report
+
+    fast = {(count, path): (1.0, 2048) for count in (0, SMALL, 1000) for path in PATHS}
+    slow = {**fast, (1000, "/status"): (12.0, 2048), (1000, PATHS[2]): (3.0, 2048)}
+
+    assert report(fast, 1000, 3).count("| yes |") == 3
+    text = report(slow, 1000, 3)
+    assert "| /status p50 < 10 ms | 12.0 ms | **no** |" in text
+    assert "| 3.00x | **no** |" in text

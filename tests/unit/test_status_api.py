@@ -111,3 +111,21 @@ def test_bad_queries_get_json_errors(
 
 def test_healthz(client: FlaskClient) -> None:
     assert client.get("/healthz").json == {"status": "ok"}
+
+
+def test_a_finished_deployments_document_is_built_once_and_a_changed_one_anew() -> None:
+    from deployer.documents import deployment_json
+    from deployer.models import Deployment, DeploymentState, utc_now
+
+    running = Deployment(id="m1", service="web", trigger="t", image="i", tag="latest")
+    running.state = DeploymentState.RUNNING
+    assert deployment_json(running) is not deployment_json(running)  # unfinished: fresh
+
+    running.state, running.finished_at = DeploymentState.FAILED, utc_now()
+    running.error = "interrupted at healthy"
+    first = deployment_json(running)
+    assert deployment_json(running) is first
+    assert first["state"] == "failed"
+    assert deployment_json(running, show_logs=True) is not first  # another reader, another key
+    running.error = "interrupted at healthy; web-1 removed"
+    assert deployment_json(running)["error"] == "interrupted at healthy; web-1 removed"

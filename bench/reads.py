@@ -1,0 +1,168 @@
+"""Benchmark: the read endpoints at scale (100 services; 0, 100 and 100,000 history rows).
+
+deployer's app built in this process (the Flask test client, no network), a fake engine (reads
+never call the engine), a real SQLite history under a temporary state folder filled with
+finished deployments of 7 steps each. Prints p50 per endpoint and page size, and the issue's
+targets: /status < 10 ms, / < 50 ms, /deployments?limit=20 within 2x of a small history. An
+empty history answers an empty list, so the flat-read comparison is with 100 rows (a full
+page of 20); the empty one is shown too.
+
+    .venv/bin/python -m bench.reads --write bench/READS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.machine import machine
+from bench.stats import markdown_table, median
+from deployer import create_app
+from deployer.config import parse_config
+from deployer.models import Deployment, DeploymentState, Step, StepState, utc_now
+from tests.fakes import FakeBackend, FakeNginxCommands
+
+SERVICES = 100
+SMALL = 100  # rows: every page full, the history small
+STEPS = ("resolve", "pull", "start", "healthy", "nginx", "drain", "retire")
+PATHS = ("/status", "/", "/deployments?limit=20", "/deployments?service=svc042&limit=20")
+TOKEN = "bench-token-0123456789abcdef"  # noqa: S105 (a throwaway for the in-process app)
+
+
+def make_app(state: Path) -> Any:
+    """deployer with SERVICES services on a fake engine, history in `state`."""
+    services = {
+        f"svc{number:03d}": {
+            "image": f"registry.example.com/acme/svc{number:03d}",
+            "ports": f"{20000 + number * 10}-{20009 + number * 10}",
+        }
+        for number in range(SERVICES)
+    }
+    environ = {"DEPLOYER_TOKEN": TOKEN}
+    config = parse_config(
+        {
+            "state_dir": str(state),
+            "nginx": {"output": str(state / "up.conf")},
+            "services": services,
+        },
+        environ=environ,
+    )
+    backend = FakeBackend()
+    return create_app(
+        config,
+        backend=backend,
+        environ=environ,
+        run=FakeNginxCommands(state / "up.conf"),
+        probe=backend.probe,
+        is_port_free=lambda port: True,
+    )
+
+
+def fill(app: Any, rows: int) -> None:
+    """rows finished deployments spread over the services, oldest first."""
+    store, now = app.extensions["deployer"].store, utc_now()
+    for number in range(rows):
+        created = now - timedelta(seconds=rows - number)
+        steps = [
+            Step(name, StepState.SUCCEEDED, created, created + timedelta(seconds=0.1), "done")
+            for name in STEPS
+        ]
+        store.save(
+            Deployment(
+                id=f"{number:012x}",
+                service=f"svc{number % SERVICES:03d}",
+                trigger="dockerhub push acme/app:latest",
+                image="registry.example.com/acme/app",
+                tag="latest",
+                state=DeploymentState.SUCCEEDED,
+                digest="sha256:" + f"{number % 16:x}" * 64,
+                created_at=created,
+                started_at=created,
+                finished_at=created + timedelta(seconds=0.7),
+                steps=steps,
+            )
+        )
+
+
+def measure(app: Any, path: str, repeats: int) -> tuple[float, int]:
+    """p50 milliseconds and size in bytes of GET path."""
+    client, times, size = app.test_client(), [], 0
+    for _ in range(repeats):
+        began = time.perf_counter()
+        answer = client.get(path)
+        times.append((time.perf_counter() - began) * 1000)
+        size = len(answer.data)
+        if answer.status_code != 200:
+            raise RuntimeError(f"GET {path} answered {answer.status_code}")
+    return median(times), size
+
+
+def run(rows: int, repeats: int) -> dict[tuple[int, str], tuple[float, int]]:
+    """(history rows, path) -> (p50 ms, bytes), for an empty and a full history."""
+    results = {}
+    for count in (0, SMALL, rows):
+        with tempfile.TemporaryDirectory() as folder:
+            app = make_app(Path(folder))
+            began = time.monotonic()
+            fill(app, count)
+            sys.stderr.write(f"reads: {count} rows written in {time.monotonic() - began:.0f} s\n")
+            for path in PATHS:
+                results[(count, path)] = measure(app, path, repeats)
+            app.extensions["deployer"].store.close()
+    return results
+
+
+def report(results: dict[tuple[int, str], tuple[float, int]], rows: int, repeats: int) -> str:
+    """The markdown report: a table per history size, and the targets."""
+    lines = ["# Benchmark: reads at scale", "", *machine(), ""]
+    lines += [
+        f"- command: `.venv/bin/python -m bench.reads --rows {rows} --repeats {repeats}`",
+        f"- {SERVICES} services; history of 0, {SMALL} and {rows:,} finished deployments "
+        "(7 steps each); "
+        "p50 of each GET through Flask's test client, in this process (no network)",
+        "",
+    ]
+    head = ["GET", "empty history", f"{SMALL} rows", f"{rows:,} rows", f"size at {rows:,}"]
+    table = [
+        [
+            path,
+            *(f"{results[(count, path)][0]:.1f} ms" for count in (0, SMALL, rows)),
+            f"{results[(rows, path)][1] / 1024:.0f} KiB",
+        ]
+        for path in PATHS
+    ]
+    lines += [*markdown_table(head, table), ""]
+    status, page = results[(rows, "/status")][0], results[(rows, "/")][0]
+    history = results[(rows, PATHS[2])][0] / max(results[(SMALL, PATHS[2])][0], 0.001)
+    targets = [
+        ["/status p50 < 10 ms", f"{status:.1f} ms", "yes" if status < 10 else "**no**"],
+        ["/ p50 < 50 ms", f"{page:.1f} ms", "yes" if page < 50 else "**no**"],
+        [
+            f"/deployments?limit=20 within 2x of {SMALL} rows (a full page)",
+            f"{history:.2f}x",
+            "yes" if history <= 2 else "**no**",
+        ],
+    ]
+    return "\n".join([*lines, *markdown_table(["target", "measured", "met"], targets), ""])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--write", type=Path, help="also write the report to this file")
+    args = parser.parse_args(argv)
+    text = report(run(args.rows, args.repeats), args.rows, args.repeats)
+    sys.stdout.write(text)
+    if args.write:
+        args.write.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
