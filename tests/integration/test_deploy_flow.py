@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from deployer.demo import dockerhub_payload
 from deployer.models import Deployment, DeploymentState, Step
 from deployer.runtime import Runtime
 from deployer.sandbox import AppBehaviour, ImageFactory, SandboxNginx
+from deployer.sandbox.images import SLOW_PATH
 from deployer.sandbox.load import Load
 from deployer.sandbox.net import http_get
 
@@ -66,7 +68,10 @@ def make_bed(
     runtimes: list[Runtime] = []
 
     def make(
-        services: tuple[str, ...] = ("web",), nginx: SandboxNginx | None = None, **health: Any
+        services: tuple[str, ...] = ("web",),
+        nginx: SandboxNginx | None = None,
+        drain: float = 1,
+        **health: Any,
     ) -> Bed:
         nginx = nginx or make_nginx(list(services))
         data = {
@@ -78,7 +83,7 @@ def make_bed(
                 name: {
                     "image": images.repository(name),
                     "ports": port_pool(10),
-                    "drain": 1,
+                    "drain": drain,
                     "stop_timeout": 5,
                     "health": {"timeout": 5, "interval": 0.1, **health},
                 }
@@ -272,3 +277,32 @@ def test_rollback_through_the_admin_api_serves_the_previous_release_from_the_kep
     assert [container.digest for container in managed] == [v1.digest]
     status = bed.client.get("/status").json["services"]["web"]  # type: ignore[index]
     assert (status["state"], status["digest"]) == ("running", v1.digest)
+
+
+def test_a_long_request_in_flight_at_the_switch_finishes_and_the_drain_waits_for_it_alone(
+    make_bed: Callable[..., Bed], images: ImageFactory
+) -> None:
+    bed = make_bed(drain=10)  # a cap far above what the drain should take
+    bed.push("web", "v1", images)
+    bed.wait_idle()
+    answers: list[tuple[int, str]] = []
+    slow = threading.Thread(
+        target=lambda: answers.append(
+            http_get(bed.nginx.url("web", f"{SLOW_PATH}?1.5"), timeout=10)
+        )
+    )
+
+    with Load(bed.nginx.url("web", "/version")) as load:
+        slow.start()  # in flight on v1 when v2 takes over
+        bed.push("web", "v2", images)
+        bed.wait_idle()
+        slow.join()
+
+    deployment = bed.last("web")
+    drain = step(deployment, "drain")
+    assert deployment.state is DeploymentState.SUCCEEDED, deployment.error
+    assert answers == [(200, "v1\n")]
+    assert load.failures() == []
+    assert re.fullmatch(r"web-\w+ had no request in flight after [0-9.]+ s", drain.detail)
+    waited = float(drain.detail.rsplit(" ", 2)[1])
+    assert 0.3 < waited < 3  # waited for the long request, not the 10 s cap
