@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.floor import reload_and_confirm
 from deployer.config import NginxConfig
-from deployer.models import Upstream
+from deployer.models import Server, Upstream
 from deployer.nginx import NginxConfigurator, run_command
 from deployer.sandbox import SandboxNginx
 
@@ -37,7 +37,10 @@ class NginxStepTiming:
 def make_upstreams(count: int, shift: int) -> list[Upstream]:
     """`count` services, each at its own loopback address (moved by `shift`) (pure)."""
     return [
-        Upstream(f"svc{index:04d}", f"127.0.0.1:{20000 + (index + shift) % 20000}", f"c{index}")
+        Upstream(
+            f"svc{index:04d}",
+            (Server(f"127.0.0.1:{20000 + (index + shift) % 20000}", f"c{index}", ""),),
+        )
         for index in range(count)
     ]
 

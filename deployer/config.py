@@ -168,6 +168,10 @@ class ServiceConfig(_Frozen):
     drain: Seconds = 5.0
     stop_timeout: Seconds = 10.0
     keep_images: int = Field(default=3, ge=1)  # images kept per service for registry-free rollback
+    replicas: int = Field(default=1, ge=1, le=64)  # containers per release, all behind nginx
+    # blue-green: the new release starts beside the old one; stop-first: the old one stops
+    # first (for services that must never run twice), with a gap the record measures.
+    strategy: Literal["blue-green", "stop-first"] = "blue-green"
 
     @field_validator("image")
     @classmethod
@@ -380,6 +384,15 @@ def _name_checks(data: dict[str, Any]) -> list[str]:
 def _cross_checks(config: Config) -> list[str]:
     problems: list[str] = []
     items = list(config.services.items())
+    for name, service in items:
+        # the old release's containers keep their ports until retired (stop-first: until the
+        # new one is healthy, to start them again if it is not)
+        needed = 2 * service.replicas
+        if len(list(service.ports)) < needed:
+            problems.append(
+                f"services.{name}.ports: {service.ports} has {len(list(service.ports))} ports; "
+                f"{service.replicas} replica(s) need {needed} (the old and the new release)"
+            )
     for index, (name, service) in enumerate(items):
         for other_name, other in items[:index]:
             if service.ports.overlaps(other.ports):

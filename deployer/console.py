@@ -38,12 +38,12 @@ def status_table(status: dict[str, Any]) -> str:
                 entry.get("health") or "-",
                 entry["image"],
                 short(entry.get("digest")),
-                entry.get("container") or "-",
+                ", ".join(r["container"] for r in entry.get("replicas") or []) or "-",
                 entry.get("since") or "-",
                 f"{last.get('id', '-')} {last.get('state', '')}".strip(),
             ]
         )
-    head = ["SERVICE", "STATE", "HEALTH", "IMAGE", "DIGEST", "CONTAINER", "SINCE", "LAST"]
+    head = ["SERVICE", "STATE", "HEALTH", "IMAGE", "DIGEST", "CONTAINERS", "SINCE", "LAST"]
     return table(head, rows)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -85,6 +86,7 @@ def _deployment_json(deployment: Deployment, show_logs: bool) -> dict[str, Any]:
             for step in deployment.steps
         ],
         "error": deployment.error,
+        "gap_seconds": deployment.gap_seconds,
         "logs": deployment.logs if show_logs else None,
         "logs_withheld": bool(deployment.logs) and not show_logs,
     }
@@ -96,10 +98,12 @@ def service_status(
     serving: Serving | None,
     running: Deployment | None,
     last: Deployment | None,
-    health: str | None = None,
+    health: Mapping[str, str] | None = None,
     show_logs: bool = False,
 ) -> dict[str, Any]:
-    """One entry of GET /status: what serves, and the state of the service's deployments."""
+    """One entry of GET /status: what serves (each replica with its health, read from memory:
+    container id -> state), and the state of the service's deployments."""
+    health = health or {}
     service = config.services[name]
     last_finished_failed = (
         last is not None and last.state is DeploymentState.FAILED and running is None
@@ -112,13 +116,20 @@ def service_status(
         state, since = "running", serving.since
     else:
         state, since = "absent", None
+    replicas = [
+        {"container": c.name, "address": c.address, "health": health.get(c.id)}
+        for c in (serving.containers if serving else ())
+    ]
+    states = sorted({replica["health"] for replica in replicas if replica["health"]})
+    first = replicas[0] if replicas else {}
     return {
         "image": f"{service.image}:{service.tag}",
-        "digest": serving.container.digest if serving else None,
-        "container": serving.container.name if serving else None,
-        "address": serving.container.address if serving else None,
+        "digest": serving.digest if serving else None,
+        "container": first.get("container"),
+        "address": first.get("address"),
         "state": state,
-        "health": health,
+        "health": ", ".join(states) or None,
         "since": iso(since),
+        "replicas": replicas,
         "last_deployment": deployment_json(last, show_logs) if last else None,
     }

@@ -48,6 +48,11 @@ class _Serving(Collector):
             "1 for the image digest and container serving each service",
             labels=["service", "digest", "container"],
         )
+        replicas = GaugeMetricFamily(
+            "deployer_service_replicas",
+            "Containers serving each service now (its replicas)",
+            labels=["service"],
+        )
         running = GaugeMetricFamily(
             "deployer_deployment_running",
             "1 while a deployment of the service runs",
@@ -55,10 +60,12 @@ class _Serving(Collector):
         )
         for service in self.services:
             serving = self.fleet.serving(service)
-            if serving is not None:
-                digest.add_metric([service, serving.container.digest, serving.container.name], 1)
+            for container in serving.containers if serving is not None else ():
+                digest.add_metric([service, container.digest, container.name], 1)
+            replicas.add_metric([service], len(serving.containers) if serving is not None else 0)
             running.add_metric([service], 1 if self.running(service) else 0)
         yield digest
+        yield replicas
         yield running
 
 

@@ -23,13 +23,35 @@ class PushEvent:
 
 
 @dataclass(frozen=True)
+class Server:
+    """One container nginx sends a service's traffic to."""
+
+    address: str  # host:port
+    container: str
+    digest: str
+
+
+@dataclass(frozen=True)
 class Upstream:
-    """What nginx should send a service's traffic to; address None means no container yet."""
+    """What nginx should send a service's traffic to: its containers (none yet: no servers).
+
+    `address`, `container` and `digest` are the first server's, for templates written for one.
+    """
 
     service: str
-    address: str | None = None
-    container: str | None = None
-    digest: str | None = None
+    servers: tuple[Server, ...] = ()
+
+    @property
+    def address(self) -> str | None:
+        return self.servers[0].address if self.servers else None
+
+    @property
+    def container(self) -> str | None:
+        return self.servers[0].container if self.servers else None
+
+    @property
+    def digest(self) -> str | None:
+        return self.servers[0].digest if self.servers else None
 
 
 class DeploymentState(enum.StrEnum):
@@ -86,6 +108,7 @@ class Deployment:
     container: str | None = None
     error: str | None = None
     logs: str | None = None  # the new container's last log lines when it failed (may hold secrets)
+    gap_seconds: float | None = None  # stop-first: how long nothing served the service
     created_at: datetime = field(default_factory=utc_now)
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -149,16 +149,16 @@ class NginxConfigurator:
         log.info("nginx upstreams written to %s and nginx reloaded", self.output)
         return Reloaded(replaced)
 
-    def in_flight(self, addresses: list[str], replaced: Workers | None) -> InFlight | None:
-        """What may still send traffic to these addresses (nginx workers a reload replaced,
-        open connections); None when that cannot be watched (no `pid_file`)."""
+    def in_flight(self, replaced: Workers | None) -> InFlight | None:
+        """What may still send traffic to containers a switch replaced (the nginx workers its
+        reload replaced); None when that cannot be watched (no `pid_file`)."""
         if self.config.pid_file is None:
             return None
         try:
             master = read_master_pid(self.config.pid_file)
         except NginxError:
             return None
-        return in_flight(replaced, addresses, master)
+        return in_flight(replaced, master)
 
     def _reload_restored(self) -> str:
         """After a failed reload: test and reload the restored file (best effort), say how."""

@@ -133,7 +133,7 @@ class Runtime:
     def rollback(self, service: str, digest: str | None, trigger: str) -> Deployment:
         """Queue a deployment of exactly `digest` (default: the previous succeeded one)."""
         serving = self.fleet.serving(service)
-        current = serving.container.digest if serving else None
+        current = serving.digest if serving else None
         target = digest or rollback_target(self.store, service, current)
         if target is None:
             raise NothingToRollBack(
@@ -141,10 +141,10 @@ class Runtime:
                 + (f" (it runs {current})" if current else "")
             )
         if serving is not None and target == current:
-            info = self.watch.get(serving.container.id)
-            if info is not None and not info.stopped and info.health != "unhealthy":
+            seen = [self.watch.get(container.id) for container in serving.containers]
+            if all(i is not None and not i.stopped and i.health != "unhealthy" for i in seen):
                 raise NothingToRollBack(f"{service} runs {target} already")
-            # the serving container is down or unhealthy: deploying its digest again recovers
+            # a serving container is down or unhealthy: deploying its digest again recovers
         config = self.config.services[service]
         return self.queue.submit(service, config.image, config.tag, trigger, digest=target)
 

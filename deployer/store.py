@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS deployments (
     container TEXT,
     error TEXT,
     logs TEXT,
+    gap_seconds REAL,
     created_at TEXT NOT NULL,
     started_at TEXT,
     finished_at TEXT
@@ -45,7 +46,7 @@ CREATE TABLE IF NOT EXISTS steps (
 """
 COLUMNS = (
     "id service trigger image tag state digest requested_digest previous_digest container "
-    "error logs created_at started_at finished_at"
+    "error logs gap_seconds created_at started_at finished_at"
 ).split()
 # Insert, or update in place (an in-place update keeps the row where it is). Constants only.
 _VALUES = ", ".join("?" * len(COLUMNS))
@@ -54,7 +55,8 @@ UPSERT = f"INSERT INTO deployments ({', '.join(COLUMNS)}) VALUES ({_VALUES}) " +
     f"ON CONFLICT (id) DO UPDATE SET {_UPDATES}"
 )
 NEWEST_FIRST = "created_at DESC, id DESC"
-ADDED_COLUMNS = {"logs": "TEXT"}  # columns newer than the first schema, added to old databases
+# Columns newer than the first schema, added to old databases.
+ADDED_COLUMNS = {"logs": "TEXT", "gap_seconds": "REAL"}
 
 
 class Store:

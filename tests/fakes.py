@@ -17,7 +17,8 @@ from deployer.models import utc_now
 from deployer.nginx import CommandResult
 
 ENGINE_CALLS = frozenset(
-    "resolve pull has_image remove_image start inspect logs stop remove list_managed events".split()
+    "resolve pull has_image remove_image start inspect logs stop halt start_again remove "
+    "list_managed events".split()
 )
 
 
@@ -51,6 +52,7 @@ class FakeBackend:
         self._lock = threading.Lock()
         self.down = False  # the engine cannot be reached: every call fails
         self.stop_fails = False  # `docker stop` fails (retire)
+        self.never_healthy: set[str] = set()  # container names whose health probe never passes
         self.lose_connection_after_create = False  # containers.run creates, then no answer
 
     def __getattribute__(self, name: str) -> object:
@@ -148,6 +150,20 @@ class FakeBackend:
             raise ContainerError(container_id, f"cannot stop container {container_id}: timeout")
         self.remove(container_id)
 
+    def halt(self, container_id: str, timeout: float) -> None:
+        found = self.find(container_id)
+        if found is None:
+            raise ContainerMissing(container_id, f"no container {container_id}")
+        self.containers[found.id] = replace(found, status="exited", exit_code=0)
+        self.changed(found.id)
+
+    def start_again(self, container_id: str) -> None:
+        found = self.find(container_id)
+        if found is None:
+            raise ContainerMissing(container_id, f"no container {container_id}")
+        self.containers[found.id] = replace(found, status="running", exit_code=None)
+        self.changed(found.id)
+
     def remove(self, container_id: str) -> None:
         found = self.find(container_id)
         if found is not None:
@@ -181,6 +197,7 @@ class FakeBackend:
         address = url.split("/")[2]
         for container in self.containers.values():
             serves = self.behaviour[container.digest] in ("serve", "unhealthy")
+            serves = serves and container.name not in self.never_healthy
             if container.address == address and container.status == "running" and serves:
                 return 200
         raise requests.ConnectionError(f"connection refused: {address}")

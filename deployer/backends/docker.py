@@ -154,6 +154,24 @@ class DockerBackend:
                 container_id, f"cannot stop container {container_id}: {_why(err)}"
             ) from err
 
+    def halt(self, container_id: str, timeout: float) -> None:
+        """SIGTERM, then SIGKILL after timeout seconds; the container stays (start_again)."""
+        try:
+            self.client.containers.get(container_id).stop(timeout=max(1, round(timeout)))
+        except ENGINE_ERRORS as err:
+            raise ContainerError(
+                container_id, f"cannot stop container {container_id}: {_why(err)}"
+            ) from err
+
+    def start_again(self, container_id: str) -> None:
+        """Start a stopped container again, as it was."""
+        try:
+            self.client.containers.get(container_id).start()
+        except ENGINE_ERRORS as err:
+            raise ContainerError(
+                container_id, f"cannot start container {container_id} again: {_why(err)}"
+            ) from err
+
     def remove(self, container_id: str) -> None:
         """Kill and remove a container at once (used to roll back a failed start)."""
         try:

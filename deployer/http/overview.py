@@ -29,7 +29,7 @@ def status_document(
             serving,
             runtime.queue.running(name),
             newest[name][0] if newest.get(name) else None,
-            runtime.watch.state(serving.container.id) if serving is not None else None,
+            {c.id: runtime.watch.state(c.id) for c in serving.containers} if serving else None,
             show_logs,
         )
     return {"services": services}

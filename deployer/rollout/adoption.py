@@ -13,9 +13,12 @@ The recovery rule, by the step a deployment was in when deployer stopped or was 
 | drain, retire       | nginx already sends traffic to the new container: it serves; the      |
 |                     | deployment is resumed: the rest of the drain, then the retire, both   |
 |                     | recorded; it ends `succeeded`                                          |
+| stop-first, between | the old release's stopped containers are started again first (they    |
+| stop and nginx      | serve again), then as above for the new one                            |
 
-So: per service, the running container of the newest deployment whose `nginx` step succeeded
-serves (containers no deployment record knows of rank below those, newest first); nginx is
+So: per service, the running containers of the newest deployment whose `nginx` step succeeded
+serve (all its replicas that run; containers no deployment record knows of rank below those,
+newest first); nginx is
 tested and reloaded with that at every start, since after a crash its running config is
 unknown; only then are other containers removed, and never one nginx might still send
 traffic to (when that reload fails, only containers nginx was never told about go).
@@ -44,7 +47,7 @@ class ServicePlan:
     """What adoption found for one service and what it will do (no changes made yet)."""
 
     name: str
-    serving: ContainerInfo | None = None
+    serving: list[ContainerInfo] = field(default_factory=list)  # one release's replicas
     leftovers: list[ContainerInfo] = field(default_factory=list)  # remove once nginx is away
     finishing: Deployment | None = None  # switched, unfinished: resumed to drain and retire
     interrupted: list[Deployment] = field(default_factory=list)  # not switched: failed
@@ -66,21 +69,25 @@ def plan_service(
         switched = record.switched_at if record is not None else None
         return (switched or NEVER, container.started_at or NEVER)
 
-    candidates = [c for c in containers if c.status == "running" and not known_unswitched(c)]
-    plan.serving = max(candidates, key=rank, default=None)
+    releases: dict[str, list[ContainerInfo]] = {}
+    for container in containers:
+        if container.status == "running" and not known_unswitched(container):
+            releases.setdefault(container.deployment or container.id, []).append(container)
+    best = max(releases.values(), key=lambda group: max(map(rank, group)), default=[])
+    plan.serving = sorted(best, key=lambda container: container.name)
+    serving_deployments = {container.deployment for container in plan.serving}
     unfinished = [
         record
         for record in records.values()
         if record.service == name and record.state is DeploymentState.RUNNING
     ]
     for record in unfinished:
-        serves = plan.serving is not None and plan.serving.deployment == record.id
-        if record.switched_at is not None and serves:
+        if record.switched_at is not None and record.id in serving_deployments:
             plan.finishing = record
         else:
             plan.interrupted.append(record)
     for container in containers:
-        if container is plan.serving:
+        if container in plan.serving:
             continue
         served_before = not known_unswitched(container) and container.status == "running"
         if plan.finishing is not None and served_before:
@@ -93,8 +100,8 @@ def render_current(config: Config, backend: Backend, store: Store, nginx: NginxC
     """The upstream config as adoption would write it now (reads only; changes nothing)."""
     fleet = Fleet(config.services)
     for plan in _plans(config, backend.list_managed(config.instance), store).values():
-        if plan.serving is not None:
-            fleet.adopt(plan.name, plan.serving, plan.serving.started_at or utc_now())
+        if plan.serving:
+            fleet.adopt(plan.name, plan.serving, plan.serving[0].started_at or utc_now())
     return nginx.render(fleet.upstreams())
 
 
@@ -106,10 +113,13 @@ def adopt_running(
     Returns one line per service saying what was done, and the deployments to resume.
     """
     containers = backend.list_managed(config.instance)
+    restarted = _start_halted_again(containers, store, backend)
+    if restarted:
+        containers = backend.list_managed(config.instance)
     plans = _plans(config, containers, store)
     for plan in plans.values():
-        if plan.serving is not None:
-            fleet.adopt(plan.name, plan.serving, _since(plan.serving, store))
+        if plan.serving:
+            fleet.adopt(plan.name, plan.serving, _since(plan.serving[0], store))
     try:
         nginx.apply(fleet.upstreams(), force=True)
         nginx_problem = ""
@@ -128,8 +138,47 @@ def adopt_running(
             resumed.append(plan.finishing)
     if nginx_problem:
         report.append(f"nginx: {nginx_problem}")
+    report += [
+        f"{name}: started again (a stop-first deployment was interrupted)" for name in restarted
+    ]
     _close_unconfigured(config, containers, store)
     return report, resumed
+
+
+def _start_halted_again(
+    containers: list[ContainerInfo], store: Store, backend: Backend
+) -> list[str]:
+    """A stop-first deployment interrupted before its switch left the old release stopped:
+    start those containers again (the newest switched release of that service); their names."""
+    started = []
+    for record in store.in_state(DeploymentState.RUNNING):
+        if record.last_step("stop") is None or record.switched_at is not None:
+            continue
+        halted: dict[str, list[ContainerInfo]] = {}
+        for container in containers:
+            previous = store.get(container.deployment) if container.deployment else None
+            if (
+                container.service == record.service
+                and container.status == "exited"
+                and previous is not None
+                and previous.switched_at is not None
+            ):
+                halted.setdefault(previous.id, []).append(container)
+        if not halted:
+            continue
+        newest = max(halted, key=lambda deployment_id: _switched(store, deployment_id))
+        for container in halted[newest]:
+            try:
+                backend.start_again(container.id)
+                started.append(container.name)
+            except DockerError as err:
+                log.error("could not start %s again: %s", container.name, err)
+    return started
+
+
+def _switched(store: Store, deployment_id: str) -> datetime:
+    record = store.get(deployment_id)
+    return (record.switched_at if record is not None else None) or NEVER
 
 
 def _plans(config: Config, containers: list[ContainerInfo], store: Store) -> dict[str, ServicePlan]:
@@ -173,9 +222,10 @@ def _remove_leftovers(
 
 def _describe(plan: ServicePlan, removed: dict[str, str]) -> str:
     line = f"{plan.name}: no running container"
-    if plan.serving is not None:
-        serving = plan.serving
-        line = f"{plan.name}: adopted {serving.name} ({serving.digest}) on {serving.address}"
+    if plan.serving:
+        names = ", ".join(container.name for container in plan.serving)
+        addresses = ", ".join(container.address for container in plan.serving)
+        line = f"{plan.name}: adopted {names} ({plan.serving[0].digest}) on {addresses}"
     if plan.finishing is not None:
         line += f"; resuming deployment {plan.finishing.id} to drain and retire the old container"
     for name, outcome in removed.items():
@@ -202,8 +252,12 @@ def _close_interrupted(
     parts = [f"interrupted at {step}: deployer stopped before this deployment finished"]
     if record.container and record.container in removed:
         parts.append(f"{record.container} {removed[record.container]}")
-    serving = plan.serving
-    parts.append(f"{serving.name} keeps serving" if serving else f"nothing serves {plan.name}")
+    names = ", ".join(container.name for container in plan.serving)
+    parts.append(
+        f"{names} keep{'s' * (len(plan.serving) == 1)} serving"
+        if plan.serving
+        else f"nothing serves {plan.name}"
+    )
     parts.append(f"deploy again with `deployer deploy {plan.name}`")
     record.error = "; ".join(parts)
     store.save(record)

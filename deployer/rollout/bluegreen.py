@@ -1,28 +1,31 @@
-"""The blue/green container strategy: start the new container beside the old one, then switch.
+"""The blue/green container strategy: start the new release beside the old one, then switch.
 
-Steps: resolve -> pull -> start -> healthy -> nginx -> drain -> retire. Until `nginx` succeeds
-the old container serves and nothing about it changed; on any failure before that the new
-container (found by the name recorded before it was created) is removed once nginx cannot be
-sending traffic to it, and the nginx file is what it was. From the `nginx` step on, the new
-container is the one that serves: a stop or a crash after it never rolls the release back;
-the drain and retire are finished then, or by the next start (deployer/rollout/adoption.py).
+Steps: resolve -> pull -> start -> healthy -> nginx -> drain -> retire. A release is
+`replicas` containers, each on its own port; all must be healthy before nginx is switched to
+all of them. Until `nginx` succeeds the old release serves and nothing about it changed; on
+any failure before that every new container (found by the names recorded before they were
+created) is removed once nginx cannot be sending traffic to it, and the nginx file is what it
+was. From the `nginx` step on, the new release is the one that serves: a stop or a crash after
+it never rolls the release back; the drain and retire are finished then, or by the next start
+(deployer/rollout/adoption.py).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from deployer.backends.base import Backend, ContainerInfo
 from deployer.config import Config, ServiceConfig
 from deployer.deploy import Steps
 from deployer.errors import ContainerMissing, DockerError, FinishLater, NoFreePort
-from deployer.fleet import Fleet
+from deployer.fleet import Fleet, Serving
 from deployer.models import Deployment, DeploymentState, StepState, utc_now
-from deployer.nginx import NginxConfigurator
+from deployer.nginx import NginxConfigurator, Reloaded
 from deployer.nginx_workers import Workers
-from deployer.rollout.containers import container_name, make_container_spec
+from deployer.rollout.containers import container_names, make_container_spec
 from deployer.rollout.health import Probe, http_probe, wait_until_healthy
 from deployer.rollout.ports import pick_port, port_is_free
 from deployer.watch import describe
@@ -32,7 +35,7 @@ DRAIN_POLL = 0.025  # seconds between two looks at what still sends traffic to t
 
 
 class BlueGreen:
-    """What every blue/green rollout shares: the engine, nginx, the fleet and the probes."""
+    """What every container rollout shares: the engine, nginx, the fleet and the probes."""
 
     def __init__(
         self,
@@ -55,8 +58,11 @@ class BlueGreen:
     def rollout(
         self, deployment: Deployment, service: ServiceConfig, steps: Steps
     ) -> BlueGreenRollout:
-        """One deployment of this strategy (a deploy.RolloutFactory)."""
-        return BlueGreenRollout(self, deployment, service, steps)
+        """One deployment of the service's strategy (a deploy.RolloutFactory)."""
+        from deployer.rollout.stopfirst import StopFirstRollout  # a variant of this one
+
+        kind = StopFirstRollout if service.strategy == "stop-first" else BlueGreenRollout
+        return kind(self, deployment, service, steps)
 
     def remove_leftovers(self, service: str, keep: set[str]) -> list[str]:
         """Remove this service's containers other than `keep` (ids); return what was done.
@@ -89,14 +95,31 @@ class BlueGreenRollout:
         self.service = service
         self.step = steps
         self.switched = deployment.switched_at is not None
+        self.old: Serving | None = strategy.fleet.serving(deployment.service)
 
     def run(self) -> DeploymentState:
         """The steps; returns the final state or raises a DeployerError."""
         if self.switched:  # interrupted after its switch: finish it, never roll it back
             return self._finish_after_restart()
-        deployment, service, strategy = self.deployment, self.service, self.strategy
-        backend, name = strategy.backend, deployment.service
-        old = strategy.fleet.serving(name)
+        digest = self.resolve()
+        if digest is None:
+            return DeploymentState.SKIPPED
+        self.pull(digest)
+        containers = self.start_and_check(digest)
+        reloaded = self.switch(containers)
+        if self.old is not None:
+            replaced = reloaded.replaced if reloaded is not None else None
+            self._retire(list(self.old.containers), self.service.drain, replaced)
+        return DeploymentState.SUCCEEDED
+
+    def resolve(self) -> str | None:
+        """The digest to deploy, or None when the old release runs it and is well."""
+        deployment, service, backend, old = (
+            self.deployment,
+            self.service,
+            self.strategy.backend,
+            self.old,
+        )
         with self.step("resolve") as step:
             if deployment.requested_digest:
                 digest = deployment.requested_digest
@@ -105,87 +128,122 @@ class BlueGreenRollout:
                 digest = backend.resolve(service.image, deployment.tag)
                 step.detail = f"{service.image}:{deployment.tag} is {digest}"
             deployment.digest = digest
-            deployment.previous_digest = old.container.digest if old else None
-            if old is not None and old.container.digest == digest:
-                trouble = self._not_serving(old.container)
+            deployment.previous_digest = old.digest if old else None
+            if old is not None and old.digest == digest:
+                trouble = self._not_serving(old)
                 if trouble is None:
-                    step.detail += f"; {old.container.name} already runs it"
-                    deployment.container = old.container.name
-                    return DeploymentState.SKIPPED
-                step.detail += f"; {old.container.name} runs it but is {trouble}: starting it again"
+                    step.detail += f"; {old.names} already run{'s' * (len(old.containers) == 1)} it"
+                    deployment.container = old.containers[0].name
+                    return None
+                step.detail += f"; {trouble}: starting it again"
+        return digest
+
+    def pull(self, digest: str) -> None:
+        image, backend = self.service.image, self.strategy.backend
         with self.step("pull") as step:
-            if backend.has_image(service.image, digest):
-                step.detail = f"{service.image}@{digest} is on the engine already"
+            if backend.has_image(image, digest):
+                step.detail = f"{image}@{digest} is on the engine already"
             else:
-                backend.pull(service.image, digest)
-                step.detail = f"pulled {service.image}@{digest}"
+                backend.pull(image, digest)
+                step.detail = f"pulled {image}@{digest}"
+
+    def start_and_check(self, digest: str) -> list[ContainerInfo]:
+        """The start and healthy steps: every replica started, then every one healthy."""
+        strategy, name = self.strategy, self.deployment.service
         with self.step("start") as step:
-            keep = {old.container.id} if old is not None else set()
+            keep = self.old.ids if self.old is not None else set()
             notes = strategy.remove_leftovers(name, keep)
-            container = self._start(digest)
-            started = f"{container.name} ({container.short_id}) on {container.address}"
+            containers = self._start(digest)
+            started = ", ".join(f"{c.name} ({c.short_id}) on {c.address}" for c in containers)
             step.detail = "; ".join([started, *notes])
         with self.step("healthy") as step:
-            step.detail = wait_until_healthy(
-                backend, container, service.health, strategy.stopping, strategy.probe
+            details = [
+                wait_until_healthy(
+                    strategy.backend,
+                    container,
+                    self.service.health,
+                    strategy.stopping,
+                    strategy.probe,
+                )
+                for container in containers
+            ]
+            step.detail = (
+                details[0]
+                if len(details) == 1
+                else f"{len(details)} replicas: "
+                + ("; ".join(f"{c.name}: {d}" for c, d in zip(containers, details, strict=True)))
             )
+        return containers
+
+    def switch(self, containers: list[ContainerInfo]) -> Reloaded | None:
+        """The nginx step: the new release serves from here on."""
+        strategy, name = self.strategy, self.deployment.service
         with self.step("nginx") as step:
             was_in_sync = strategy.nginx.in_sync
-            reloaded = strategy.fleet.switch(name, container, strategy.nginx.apply)
+            reloaded = strategy.fleet.switch(name, containers, strategy.nginx.apply)
             self.switched = True
-            step.detail = f"{strategy.nginx.output} now sends {name} to {container.address}"
+            addresses = ", ".join(container.address for container in containers)
+            step.detail = f"{strategy.nginx.output} now sends {name} to {addresses}"
             if not was_in_sync:  # leftovers kept while nginx might have used them can go now
-                keep = {container.id} | ({old.container.id} if old is not None else set())
+                keep = {c.id for c in containers} | (self.old.ids if self.old else set())
                 step.detail = "; ".join([step.detail, *strategy.remove_leftovers(name, keep)])
-        if old is not None:
-            replaced = reloaded.replaced if reloaded is not None else None
-            self._retire([old.container], service.drain, replaced)
-        return DeploymentState.SUCCEEDED
+        return reloaded
 
     def undo(self, error: str) -> str:
-        """Remove the new container unless it serves; return the error saying what serves."""
+        """Remove the new containers unless they serve; return the error saying what serves."""
         if self.switched:
             return error
-        name, service = self.deployment.container, self.deployment.service
-        if name is not None and self.deployment.digest is not None:
-            error += self._remove_new(name)
-        serving = self.strategy.fleet.serving(service)
+        if self.deployment.container is not None and self.deployment.digest is not None:
+            error += self._remove_new()
+        serving = self.strategy.fleet.serving(self.deployment.service)
         if serving is not None:
-            error += f"; {serving.container.name} keeps serving"
+            error += f"; {serving.names} keep{'s' * (len(serving.containers) == 1)} serving"
         return error
 
-    def _remove_new(self, name: str) -> str:
-        """Remove the failed release's container by name (its id may never have come back)."""
+    def new_names(self) -> list[str]:
+        """The names of this deployment's containers (known before they were created)."""
+        return container_names(self.deployment.service, self.deployment.id, self.service.replicas)
+
+    def _remove_new(self) -> str:
+        """Remove the failed release's containers by name (their ids may never have come back)."""
+        names = self.new_names()
         if self.deployment.reached_nginx and not self.strategy.nginx.in_sync:
             return (
-                f"; {name} is left running because nginx may still send traffic to it; "
-                "deployer removes it after nginx's next successful reload"
+                f"; {', '.join(names)} is left running because nginx may still send traffic to "
+                "it; deployer removes it after nginx's next successful reload"
             )
+        left = [problem for name in names if (problem := self._remove_one(name))]
+        if not left:
+            return ""
+        return (
+            f"; the new container {'; '.join(left)}; deployer removes it at the next deployment "
+            f"of {self.deployment.service} or when it starts"
+        )
+
+    def _remove_one(self, name: str) -> str:
+        """Remove a container by name, trying twice; '' or what went wrong."""
         for attempt in (1, 2):
             try:
                 self.strategy.backend.remove(name)
                 return ""
             except DockerError as err:
                 if attempt == 2:
-                    return (
-                        f"; the new container {name} could not be removed ({err}); deployer "
-                        f"removes it at the next deployment of {self.deployment.service} or "
-                        "when it starts"
-                    )
+                    return f"{name} could not be removed ({err})"
                 time.sleep(REMOVE_RETRY)
         return ""  # pragma: no cover (the loop returns)
 
-    def _not_serving(self, container: ContainerInfo) -> str | None:
-        """None when the container runs and is not unhealthy; else what is wrong with it."""
-        try:
-            info = self.strategy.backend.inspect(container.id)
-        except ContainerMissing:
-            return "gone"
-        if info.stopped or info.health == "unhealthy":
-            return describe(info)
+    def _not_serving(self, serving: Serving) -> str | None:
+        """None when every container runs and is not unhealthy; else what is wrong."""
+        for container in serving.containers:
+            try:
+                info = self.strategy.backend.inspect(container.id)
+            except ContainerMissing:
+                return f"{container.name} runs it but is gone"
+            if info.stopped or info.health == "unhealthy":
+                return f"{container.name} runs it but is {describe(info)}"
         return None
 
-    def _start(self, digest: str) -> ContainerInfo:
+    def _start(self, digest: str) -> list[ContainerInfo]:
         strategy, deployment, service = self.strategy, self.deployment, self.service
         taken = {
             int(port)
@@ -193,32 +251,61 @@ class BlueGreenRollout:
             for port in [container.address.rsplit(":", 1)[-1]]
             if port.isdigit()
         }
-        port = pick_port(service.ports, taken, strategy.is_port_free)
-        if port is None:
-            raise NoFreePort(
-                deployment.service,
-                f"no free port for {deployment.service} in {service.ports}: "
-                f"all are used by containers or other programs; widen `ports`",
-            )
+        ports = []
+        for _ in range(service.replicas):
+            port = pick_port(service.ports, taken, strategy.is_port_free)
+            if port is None:
+                raise NoFreePort(
+                    deployment.service,
+                    f"no free port for {deployment.service} in {service.ports}: "
+                    f"all are used by containers or other programs; widen `ports`",
+                )
+            ports.append(port)
+            taken.add(port)
         # Recorded before the engine is asked: if the answer never comes back (engine lost,
-        # deployer killed), the container is still found by this name and removed.
-        deployment.container = container_name(deployment.service, deployment.id)
+        # deployer killed), the containers are still found by these names and removed.
+        deployment.container = self.new_names()[0]
         self.step.save()
-        spec = make_container_spec(
-            deployment.service, service, digest, deployment.id, port, strategy.config.instance
-        )
-        return strategy.backend.start(spec)
+        return [
+            strategy.backend.start(
+                make_container_spec(
+                    deployment.service,
+                    service,
+                    digest,
+                    deployment.id,
+                    port,
+                    strategy.config.instance,
+                    replica,
+                )
+            )
+            for replica, port in enumerate(ports, start=1)
+        ]
+
+    def _finish_after_restart(self) -> DeploymentState:
+        """A deployment that switched before deployer stopped: finish its drain and retire."""
+        switched_at = self.deployment.switched_at
+        assert switched_at is not None
+        serving = self.strategy.fleet.serving(self.deployment.service)
+        keep = serving.ids if serving is not None else set()
+        old = [
+            container
+            for container in self.strategy.backend.list_managed(self.strategy.config.instance)
+            if container.service == self.deployment.service and container.id not in keep
+        ]
+        elapsed = (utc_now() - switched_at).total_seconds()
+        drain = max(0.0, self.service.drain - elapsed)
+        self._retire(old, drain, replaced=None, resumed=True)
+        return DeploymentState.SUCCEEDED
 
     def _drain(self, old: list[ContainerInfo], cap: float, replaced: Workers | None) -> str:
         """Wait until nothing can send a request to the old containers any more (the nginx
-        workers the switch replaced have exited and no connection to them is open), at most
+        workers the switch's reload replaced have exited: their last request is done), at most
         `cap` seconds; without a way to watch that (no nginx.pid_file), wait `cap`."""
         names = ", ".join(c.name for c in old) or "nothing"
-        addresses = [container.address for container in old]
         nginx, stopping = self.strategy.nginx, self.strategy.stopping
         began = time.monotonic()
         while True:
-            left = nginx.in_flight(addresses, replaced)
+            left = nginx.in_flight(replaced)
             waited = time.monotonic() - began
             if left is None:
                 stopping.wait(cap)
@@ -229,22 +316,6 @@ class BlueGreenRollout:
                 return f"{names} still had {left} after the {cap:g} s drain: retired anyway"
             if stopping.wait(min(DRAIN_POLL, max(0.0, cap - waited))):
                 return f"{names}: drain cut short, deployer is stopping"
-
-    def _finish_after_restart(self) -> DeploymentState:
-        """A deployment that switched before deployer stopped: finish its drain and retire."""
-        switched_at = self.deployment.switched_at
-        assert switched_at is not None
-        serving = self.strategy.fleet.serving(self.deployment.service)
-        keep = {serving.container.id} if serving is not None else set()
-        old = [
-            container
-            for container in self.strategy.backend.list_managed(self.strategy.config.instance)
-            if container.service == self.deployment.service and container.id not in keep
-        ]
-        elapsed = (utc_now() - switched_at).total_seconds()
-        drain = max(0.0, self.service.drain - elapsed)
-        self._retire(old, drain, replaced=None, resumed=True)
-        return DeploymentState.SUCCEEDED
 
     def _retire(
         self,
@@ -267,12 +338,7 @@ class BlueGreenRollout:
                 f"the next start drains and retires {names}"
             )
         with self.step("retire", cancellable=False) as step:
-            failed = []
-            for container in old:
-                try:
-                    self.strategy.backend.stop(container.id, self.service.stop_timeout)
-                except DockerError as err:
-                    failed.append(f"{container.name}: {err}")
+            failed = self._stop_all(old)
             if failed:
                 step.state = StepState.FAILED
                 step.detail = (
@@ -281,3 +347,18 @@ class BlueGreenRollout:
                 )
             else:
                 step.detail = f"stopped and removed {names}"
+
+    def _stop_all(self, containers: Sequence[ContainerInfo]) -> list[str]:
+        """Stop and remove containers at once (each gets its stop_timeout); what failed."""
+
+        def stop(container: ContainerInfo) -> str:
+            try:
+                self.strategy.backend.stop(container.id, self.service.stop_timeout)
+            except DockerError as err:
+                return f"{container.name}: {err}"
+            return ""
+
+        if not containers:
+            return []
+        with ThreadPoolExecutor(max_workers=len(containers)) as pool:
+            return [problem for problem in pool.map(stop, containers) if problem]

@@ -111,7 +111,7 @@ def test_engine_lost_while_the_new_container_gets_healthy_it_goes_at_the_next_st
     restarted = make_runtime(proxied_backend, nginx, v1.repository)
 
     assert engine_names(instance) == [str(good.container)]
-    assert restarted.fleet.serving("web").container.name == good.container  # type: ignore[union-attr]
+    assert restarted.fleet.serving("web").names == good.container  # type: ignore[union-attr]
     assert http_get(nginx.url("web", "/version")) == (200, "v1\n")
 
 

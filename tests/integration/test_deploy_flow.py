@@ -40,6 +40,10 @@ class Bed:
 
     def push(self, service: str, version: str, images: ImageFactory, **kwargs: Any) -> None:
         images.build(service, version, tag="latest", **kwargs)
+        self.webhook(service)
+
+    def webhook(self, service: str) -> None:
+        """The Docker Hub webhook for service's repository at `latest` (the image is pushed)."""
         answer = self.client.post(
             f"/webhooks/dockerhub/{TOKEN}",
             json=dockerhub_payload(self.repositories[service], "latest"),
@@ -71,6 +75,7 @@ def make_bed(
         services: tuple[str, ...] = ("web",),
         nginx: SandboxNginx | None = None,
         drain: float = 1,
+        options: dict[str, Any] | None = None,
         **health: Any,
     ) -> Bed:
         nginx = nginx or make_nginx(list(services))
@@ -86,6 +91,7 @@ def make_bed(
                     "drain": drain,
                     "stop_timeout": 5,
                     "health": {"timeout": 5, "interval": 0.1, **health},
+                    **(options or {}),
                 }
                 for name in services
             },
@@ -292,9 +298,11 @@ def test_a_long_request_in_flight_at_the_switch_finishes_and_the_drain_waits_for
         )
     )
 
+    images.build("web", "v2", tag="latest")
+
     with Load(bed.nginx.url("web", "/version")) as load:
-        slow.start()  # in flight on v1 when v2 takes over
-        bed.push("web", "v2", images)
+        slow.start()  # in flight on v1 when v2 takes over (the switch comes within ~1 s)
+        bed.webhook("web")
         bed.wait_idle()
         slow.join()
 
@@ -303,6 +311,70 @@ def test_a_long_request_in_flight_at_the_switch_finishes_and_the_drain_waits_for
     assert deployment.state is DeploymentState.SUCCEEDED, deployment.error
     assert answers == [(200, "v1\n")]
     assert load.failures() == []
-    assert re.fullmatch(r"web-\w+ had no request in flight after [0-9.]+ s", drain.detail)
+    assert re.fullmatch(r"web-\w+ had no request in flight after [0-9.]+ s", drain.detail), (
+        drain.detail
+    )
     waited = float(drain.detail.rsplit(" ", 2)[1])
     assert 0.3 < waited < 3  # waited for the long request, not the 10 s cap
+
+
+def test_two_replicas_switch_under_load_without_a_failed_request(
+    make_bed: Callable[..., Bed], images: ImageFactory
+) -> None:
+    bed = make_bed(options={"replicas": 2})
+    bed.push("web", "v1", images)
+    bed.wait_idle()
+
+    with Load(bed.nginx.url("web", "/version"), clients=4) as load:
+        time.sleep(0.5)
+        bed.push("web", "v2", images)
+        bed.wait_idle()
+        time.sleep(0.5)
+
+    deployment = bed.last("web")
+    managed = bed.runtime.backend.list_managed(bed.runtime.config.instance)
+    assert deployment.state is DeploymentState.SUCCEEDED, deployment.error
+    assert load.failures() == []
+    assert load.bodies()[-1] == "v2"
+    assert sorted(c.name for c in managed) == [f"web-{deployment.id}-1", f"web-{deployment.id}-2"]
+    upstream = bed.nginx.upstreams.read_text()
+    assert all(f"server {c.address};" in upstream for c in managed)
+    answered = {a.body for a in load.answers if a.ok and a.began > time.time() - 0.4}
+    assert answered == {"v2\n"}
+
+
+def test_stop_first_has_a_measured_gap_and_rolls_back_by_starting_the_old_release_again(
+    make_bed: Callable[..., Bed], images: ImageFactory
+) -> None:
+    bed = make_bed(options={"strategy": "stop-first"}, timeout=3)
+    bed.push("web", "v1", images)
+    bed.wait_idle()
+    v1 = bed.last("web")
+    bed.push("web", "v2", images)
+    bed.wait_idle()
+    v2 = bed.last("web")
+
+    bed.push("web", "bad", images, behaviour=AppBehaviour.EXIT)
+    bed.wait_idle()
+    failed = bed.last("web")
+
+    assert v2.state is DeploymentState.SUCCEEDED, v2.error
+    assert v2.gap_seconds is not None
+    assert 0 < v2.gap_seconds < 5
+    assert [s.name for s in v2.steps] == [
+        "resolve",
+        "pull",
+        "stop",
+        "start",
+        "healthy",
+        "nginx",
+        "retire",
+    ]
+    assert failed.state is DeploymentState.FAILED
+    assert f"rolled back: {v2.container} started again and serve" in failed.error
+    assert http_get(bed.nginx.url("web", "/version")) == (200, "v2\n")
+    managed = bed.runtime.backend.list_managed(bed.runtime.config.instance)
+    assert [(c.name, c.status) for c in managed] == [(v2.container, "running")]
+    assert v1.container not in [c.name for c in managed]
+    page = bed.client.get(f"/deployments/{v2.id}", headers={"Accept": "text/html"}).text
+    assert "nothing served for" in page

@@ -10,7 +10,7 @@ import pytest
 from deployer.backends.docker import DockerBackend
 from deployer.config import DEFAULT_TEMPLATE, NginxConfig, parse_config
 from deployer.errors import NginxError
-from deployer.models import Upstream
+from deployer.models import Server, Upstream
 from deployer.nginx import NginxConfigurator
 from deployer.rollout.containers import make_container_spec
 from deployer.sandbox import ImageFactory, SandboxNginx
@@ -46,7 +46,7 @@ def start_app(images: ImageFactory, instance: str, port: int, version: str) -> U
         make_container_spec("web", service, pushed.digest, version, port, instance)
     )
     wait_for_http(f"http://{container.address}/healthz", timeout=10)
-    return Upstream("web", container.address, container.name, pushed.digest)
+    return Upstream("web", (Server(container.address, container.name, pushed.digest),))
 
 
 def serving_v1(

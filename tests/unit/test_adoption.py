@@ -30,7 +30,7 @@ def test_restart_adopts_the_running_container_and_rerenders_nginx(
     report = second.start()
 
     assert report[0] == f"web: adopted {done.container} ({V1}) on 127.0.0.1:18000"
-    assert second.fleet.serving("web").container.name == done.container  # type: ignore[union-attr]
+    assert second.fleet.serving("web").names == done.container  # type: ignore[union-attr]
     assert "server 127.0.0.1:18000;" in second.nginx.output.read_text()
     assert len(backend.running("web")) == 1
     assert deploy(second).state is DeploymentState.SKIPPED
@@ -70,7 +70,7 @@ def test_restart_keeps_a_container_docker_restarted_once(
     second.start()
 
     assert [c.name for c in backend.running("web")] == [done.container]
-    assert second.fleet.serving("web").container.name == done.container  # type: ignore[union-attr]
+    assert second.fleet.serving("web").names == done.container  # type: ignore[union-attr]
     web_block = second.nginx.output.read_text().split("upstream web {")[1].split("}")[0]
     assert "server 127.0.0.1:18000;" in web_block
     assert "down" not in web_block

@@ -45,6 +45,10 @@ def web_status() -> dict[str, Any]:
         "state": "running",
         "health": "healthy",
         "since": "2026-11-24T02:00:04Z",
+        "replicas": [
+            {"container": "web-d1-1", "address": "127.0.0.1:18000", "health": "healthy"},
+            {"container": "web-d1-2", "address": "127.0.0.1:18001", "health": "healthy"},
+        ],
         "last_deployment": deployment("succeeded", []),
     }
 
@@ -170,11 +174,11 @@ def test_tables() -> None:
     }
 
     assert status_table(status).splitlines() == [
-        "SERVICE  STATE    HEALTH   IMAGE            DIGEST               CONTAINER  "
+        "SERVICE  STATE    HEALTH   IMAGE            DIGEST               CONTAINERS          "
         "SINCE                 LAST",
-        f"web      running  healthy  acme/web:latest  {V2[:19]}  web-d1     "
+        f"web      running  healthy  acme/web:latest  {V2[:19]}  web-d1-1, web-d1-2  "
         "2026-11-24T02:00:04Z  d1 succeeded",
-        "api      absent   -        acme/api:latest  -                    -          -"
+        "api      absent   -        acme/api:latest  -                    -                   -"
         "                     -",
     ]
     assert history_table([]) == "no deployments yet\n"

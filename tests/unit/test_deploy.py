@@ -119,7 +119,7 @@ def test_nginx_test_failure_restores_the_file_and_removes_the_new_container(
     assert "invalid parameter" in (result.error or "")
     assert runtime.nginx.output.read_text() == nginx_before
     assert [c.name for c in backend.running("web")] == [good.container]
-    assert runtime.fleet.serving("web").container.name == good.container  # type: ignore[union-attr]
+    assert runtime.fleet.serving("web").names == good.container  # type: ignore[union-attr]
 
 
 def test_unknown_tag_fails_at_resolve_naming_the_reference(runtime: Runtime) -> None:
@@ -199,7 +199,7 @@ def test_a_failed_retire_is_recorded_failed_while_the_new_release_serves(
     assert step_names(result)[-1] == ("retire", "failed")
     assert "cannot stop container" in result.steps[-1].detail
     assert "deployer removes the old one at the next deployment or start" in result.steps[-1].detail
-    assert runtime.fleet.serving("web").container.name == result.container  # type: ignore[union-attr]
+    assert runtime.fleet.serving("web").names == result.container  # type: ignore[union-attr]
     assert sorted(c.name for c in backend.running("web")) == sorted(
         [str(old.container), str(result.container)]
     )

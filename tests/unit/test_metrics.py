@@ -69,7 +69,7 @@ def test_deployments_move_counters_histograms_and_the_digest_gauge(
     assert value(found, "deployer_deployment_duration_seconds_count", service="web") == 2
     assert value(found, "deployer_step_duration_seconds_count", step="nginx") == 1
     assert value(found, "deployer_step_duration_seconds_count", step="healthy") == 2
-    container = runtime.fleet.serving("web").container.name  # type: ignore[union-attr]
+    container = runtime.fleet.serving("web").names  # type: ignore[union-attr]
     assert (
         value(found, "deployer_service_digest_info", service="web", digest=V1, container=container)
         == 1

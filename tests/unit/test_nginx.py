@@ -9,11 +9,11 @@ import pytest
 
 from deployer.config import DEFAULT_TEMPLATE, NginxConfig
 from deployer.errors import NginxError
-from deployer.models import Upstream
+from deployer.models import Server, Upstream
 from deployer.nginx import CommandResult, NginxConfigurator, load_template, render_upstreams
 
 DIGEST = "sha256:" + "ab" * 32
-WEB = Upstream("web", "127.0.0.1:18001", "web-d1", DIGEST)
+WEB = Upstream("web", (Server("127.0.0.1:18001", "web-d1", DIGEST),))
 
 
 class FakeNginx:
@@ -148,7 +148,7 @@ def test_each_replaced_file_is_backed_up_and_old_backups_pruned(
     configurator.backups = tmp_path / "state" / "nginx-backups"
     texts = []
     for port in range(18001, 18005):
-        configurator.apply([Upstream("web", f"127.0.0.1:{port}", "web-d1", DIGEST)])
+        configurator.apply([Upstream("web", (Server(f"127.0.0.1:{port}", "web-d1", DIGEST),))])
         texts.append(configurator.output.read_text())
 
     backups = sorted(configurator.backups.iterdir())

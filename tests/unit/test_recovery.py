@@ -61,7 +61,7 @@ def test_killed_before_the_switch_the_old_release_serves_and_nothing_is_left(
     second, good, interrupted = killed_at(step)
 
     assert [c.name for c in backend.running("web")] == [good.container]
-    assert second.fleet.serving("web").container.name == good.container  # type: ignore[union-attr]
+    assert second.fleet.serving("web").names == good.container  # type: ignore[union-attr]
     assert "server 127.0.0.1:18000;" in web_block(second)
     assert interrupted.state is DeploymentState.FAILED
     assert interrupted.error is not None
@@ -105,7 +105,7 @@ def test_killed_after_the_switch_the_new_release_keeps_serving_and_the_restart_f
 
     assert resumed.state is DeploymentState.SUCCEEDED
     assert [c.name for c in backend.running("web")] == [f"web-{resumed.id}"]
-    assert second.fleet.serving("web").container.digest == V2  # type: ignore[union-attr]
+    assert second.fleet.serving("web").digest == V2  # type: ignore[union-attr]
     assert "server 127.0.0.1:18001;" in web_block(second)
     assert (step, "interrupted") in steps_of(resumed)
     assert steps_of(resumed)[-2:] == [("drain", "succeeded"), ("retire", "succeeded")]

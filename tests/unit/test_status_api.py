@@ -38,6 +38,7 @@ def test_status_before_any_deployment_says_absent(client: FlaskClient, runtime: 
                 "state": "absent",
                 "health": None,
                 "since": None,
+                "replicas": [],
                 "last_deployment": None,
             }
             for name, image in (("web", WEB_IMAGE), ("api", "registry.example.com/acme/api"))

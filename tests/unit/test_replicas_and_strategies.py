@@ -1,0 +1,179 @@
+"""Several replicas per release, and the stop-first strategy (fake engine and nginx)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from deployer.config import Config
+from deployer.errors import ConfigError
+from deployer.models import DeploymentState
+from deployer.runtime import Runtime
+from tests.conftest import SERVICES, WEB_IMAGE, make_config
+from tests.fakes import FakeBackend
+from tests.helpers import deploy, kill_when_step_starts, new_deployment
+
+V1 = "sha256:" + "1" * 64
+V2 = "sha256:" + "2" * 64
+
+
+def with_web(tmp_path: Path, **web: Any) -> Config:
+    return make_config(tmp_path, services={**SERVICES, "web": {**SERVICES["web"], **web}})
+
+
+def web_servers(runtime: Runtime) -> list[str]:
+    block = runtime.nginx.output.read_text().split("upstream web {")[1].split("}")[0]
+    return [line.split()[1].rstrip(";") for line in block.splitlines() if "server " in line]
+
+
+@pytest.fixture
+def two(make_app: Callable[..., Flask], tmp_path: Path) -> Runtime:
+    runtime: Runtime = make_app(with_web(tmp_path, replicas=2)).extensions["deployer"]
+    return runtime
+
+
+def test_a_release_of_two_replicas_serves_from_both_and_retires_both_old(
+    two: Runtime, backend: FakeBackend
+) -> None:
+    backend.push(WEB_IMAGE, "latest", V1)
+    first = deploy(two)
+    backend.push(WEB_IMAGE, "latest", V2)
+
+    second = deploy(two)
+
+    assert (first.state, second.state) == (DeploymentState.SUCCEEDED, DeploymentState.SUCCEEDED)
+    running = sorted(c.name for c in backend.running("web"))
+    assert running == [f"web-{second.id}-1", f"web-{second.id}-2"]
+    assert web_servers(two) == ["127.0.0.1:18002", "127.0.0.1:18003"]
+    assert second.steps[-1].detail == f"stopped and removed web-{first.id}-1, web-{first.id}-2"
+    assert second.steps[3].detail.startswith("2 replicas: ")
+
+
+def test_one_replica_that_fails_rolls_back_the_whole_release(
+    two: Runtime, backend: FakeBackend
+) -> None:
+    backend.push(WEB_IMAGE, "latest", V1)
+    first = deploy(two)
+    backend.push(WEB_IMAGE, "latest", V2)
+    before = two.nginx.output.read_text()
+    failing = new_deployment(two)
+    backend.never_healthy.add(f"web-{failing.id}-2")
+
+    two.deployer.run(failing)
+    result = two.store.get(failing.id)
+
+    assert result is not None
+    assert result.state is DeploymentState.FAILED
+    assert f"container web-{failing.id}-2" in (result.error or "")
+    assert sorted(c.name for c in backend.running("web")) == [
+        f"web-{first.id}-1",
+        f"web-{first.id}-2",
+    ]
+    assert two.nginx.output.read_text() == before
+
+
+def test_status_shows_each_replica_with_its_health(
+    make_app: Callable[..., Flask], tmp_path: Path, backend: FakeBackend
+) -> None:
+    app = make_app(with_web(tmp_path, replicas=2))
+    runtime: Runtime = app.extensions["deployer"]
+    backend.push(WEB_IMAGE, "latest", V1)
+    runtime.start()
+    done = deploy(runtime)
+    runtime.watch.read_all()
+
+    web = app.test_client().get("/status").json["services"]["web"]  # type: ignore[index]
+
+    assert [replica["container"] for replica in web["replicas"]] == [
+        f"web-{done.id}-1",
+        f"web-{done.id}-2",
+    ]
+    assert {replica["health"] for replica in web["replicas"]} == {"running"}
+    assert web["address"] == "127.0.0.1:18000"
+
+
+def test_a_pool_too_small_for_two_releases_of_the_replicas_is_a_config_error(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        with_web(tmp_path, replicas=6)
+
+    assert caught.value.problems == [
+        "services.web.ports: 18000-18009 has 10 ports; 6 replica(s) need 12 "
+        "(the old and the new release)"
+    ]
+
+
+@pytest.fixture
+def stop_first(make_app: Callable[..., Flask], tmp_path: Path) -> Runtime:
+    runtime: Runtime = make_app(with_web(tmp_path, strategy="stop-first")).extensions["deployer"]
+    return runtime
+
+
+def test_stop_first_stops_the_old_release_first_and_records_the_gap(
+    stop_first: Runtime, backend: FakeBackend
+) -> None:
+    backend.push(WEB_IMAGE, "latest", V1)
+    first = deploy(stop_first)
+    backend.push(WEB_IMAGE, "latest", V2)
+
+    second = deploy(stop_first)
+
+    assert second.state is DeploymentState.SUCCEEDED
+    assert [step.name for step in second.steps] == [
+        "resolve",
+        "pull",
+        "stop",
+        "start",
+        "healthy",
+        "nginx",
+        "retire",
+    ]
+    assert second.gap_seconds is not None
+    assert second.gap_seconds >= 0
+    assert [c.name for c in backend.running("web")] == [second.container]
+    assert second.steps[-1].detail == f"removed {first.container}"
+    assert first.gap_seconds is None  # nothing ran before: no gap
+
+
+def test_stop_first_starts_the_old_release_again_when_the_new_one_fails(
+    stop_first: Runtime, backend: FakeBackend
+) -> None:
+    backend.push(WEB_IMAGE, "latest", V1)
+    first = deploy(stop_first)
+    backend.push(WEB_IMAGE, "latest", V2, behaviour="exit")
+
+    failed = deploy(stop_first)
+
+    assert failed.state is DeploymentState.FAILED
+    assert f"rolled back: {first.container} started again and serve (gap " in (failed.error or "")
+    assert failed.gap_seconds is not None
+    assert [(c.name, c.status) for c in backend.running("web")] == [(first.container, "running")]
+    assert stop_first.fleet.serving("web").names == first.container  # type: ignore[union-attr]
+
+
+def test_stop_first_killed_in_its_gap_starts_the_old_release_again_at_restart(
+    make_app: Callable[..., Flask], tmp_path: Path, backend: FakeBackend
+) -> None:
+    config = with_web(tmp_path, strategy="stop-first")
+    first: Runtime = make_app(config).extensions["deployer"]
+    backend.push(WEB_IMAGE, "latest", V1)
+    good = deploy(first)
+    backend.push(WEB_IMAGE, "latest", V2)
+    interrupted = new_deployment(first)
+    kill_when_step_starts(first, interrupted, "healthy")
+    assert [c.status for c in backend.running("web") if c.name == good.container] == ["exited"]
+
+    second: Runtime = make_app(config).extensions["deployer"]
+    report = second.start()
+
+    assert [(c.name, c.status) for c in backend.running("web")] == [(good.container, "running")]
+    assert second.fleet.serving("web").names == good.container  # type: ignore[union-attr]
+    assert any("started again" in line for line in report)
+    closed = second.store.get(interrupted.id)
+    assert closed is not None
+    assert closed.state is DeploymentState.FAILED
