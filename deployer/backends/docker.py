@@ -93,10 +93,11 @@ class DockerBackend:
         what = f"pull of {reference} failed"
         credentials = self.credentials(image)
         try:
-            stream = self.client.api.pull(
+            # The stream stays unnamed: as a local it (and its socket) would outlive an error
+            # in the frame the traceback keeps.
+            for item in self.client.api.pull(
                 image, tag=digest, stream=True, decode=True, auth_config=dict(credentials.auth)
-            )
-            for item in stream:
+            ):
                 if "error" in item or "errorDetail" in item:
                     detail = item.get("error") or item.get("errorDetail", {}).get("message")
                     raise _registry_error(reference, what, str(detail), credentials)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 import requests
 
@@ -186,16 +187,30 @@ def test_deployments_from_a_registry_that_asks_for_credentials(
     assert "[redacted]" not in said  # nothing even tried to write it
 
 
+@pytest.fixture
+def backend_with(engine: str) -> Iterator[Callable[..., DockerBackend]]:
+    """backend_with(registries, environ) -> deployer's DockerBackend on the engine (one docker
+    client for all, closed afterwards)."""
+    client = docker.from_env()
+
+    def make(registries: dict[str, RegistryConfig], environ: dict[str, str]) -> DockerBackend:
+        return DockerBackend(lambda: client, RegistryLogins(registries, environ))
+
+    yield make
+    client.close()
+
+
 def test_the_adapter_names_the_credentials_it_tried_when_resolve_or_pull_is_refused(
-    private_registry: LocalRegistry, private_images: ImageFactory, tmp_path: Path
+    private_registry: LocalRegistry,
+    private_images: ImageFactory,
+    backend_with: Callable[..., DockerBackend],
+    tmp_path: Path,
 ) -> None:
     registry = private_registry.address
     pushed = pushed_not_pulled(private_images, f"v-{uuid.uuid4().hex[:8]}")
     entry = {registry: RegistryConfig(username_env="REG_USER", password_env="REG_PASSWORD")}
-    wrong = DockerBackend(
-        logins=RegistryLogins(entry, {"REG_USER": USER, "REG_PASSWORD": WRONG_PASSWORD})
-    )
-    nobody = DockerBackend(logins=RegistryLogins({}, {"DOCKER_CONFIG": str(tmp_path)}))
+    wrong = backend_with(entry, {"REG_USER": USER, "REG_PASSWORD": WRONG_PASSWORD})
+    nobody = backend_with({}, {"DOCKER_CONFIG": str(tmp_path)})
     tried_entry = (
         f'tried: registries."{registry}" (username from $REG_USER, password from $REG_PASSWORD)'
     )
@@ -222,9 +237,7 @@ def test_the_adapter_names_the_credentials_it_tried_when_resolve_or_pull_is_refu
         "login"
     )
     assert WRONG_PASSWORD not in str(resolve_wrong.value) + str(pull_wrong.value)
-    right = DockerBackend(
-        logins=RegistryLogins(entry, {"REG_USER": USER, "REG_PASSWORD": PASSWORD})
-    )
+    right = backend_with(entry, {"REG_USER": USER, "REG_PASSWORD": PASSWORD})
     assert right.resolve(pushed.repository, "latest") == pushed.digest
     right.pull(pushed.repository, pushed.digest)
     assert right.has_image(pushed.repository, pushed.digest)
