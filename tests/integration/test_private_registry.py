@@ -121,8 +121,9 @@ def everything_said(runs: list[ServeProcess], tmp_path: Path) -> str:
         answers.append(requests.get(f"{serve.base_url}{path}", timeout=5).text)
     for found in serve.get("/deployments?service=web&limit=500")["deployments"]:
         answers.append(requests.get(f"{serve.base_url}/deployments/{found['id']}", timeout=5).text)
-    for database in (tmp_path / "state").glob(f"{DATABASE}*"):  # the file, its WAL, if any
-        answers.append(database.read_bytes().decode(errors="replace"))
+    databases = list((tmp_path / "state").glob(f"{DATABASE}*"))  # the file, its WAL, if any
+    assert databases
+    answers += [database.read_bytes().decode(errors="replace") for database in databases]
     return "\n".join(answers)
 
 
