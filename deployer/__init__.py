@@ -16,6 +16,7 @@ from deployer.backends.base import Backend
 from deployer.backends.docker import DockerBackend
 from deployer.config import Config
 from deployer.nginx import Runner, run_command
+from deployer.registries import RegistryLogins
 from deployer.resources import TEMPLATES
 from deployer.rollout.health import Probe, http_probe
 from deployer.rollout.ports import port_is_free
@@ -34,10 +35,11 @@ def create_app(
     """The Flask app with its Runtime in app.extensions['deployer'] (not started)."""
     app = Flask(__name__, template_folder=str(TEMPLATES))
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    environ = os.environ if environ is None else environ
     app.extensions["deployer"] = Runtime(
         config,
-        backend or DockerBackend(),
-        os.environ if environ is None else environ,
+        backend or DockerBackend(logins=RegistryLogins(config.registries, environ)),
+        environ,
         run,
         probe,
         is_port_free,

@@ -31,6 +31,7 @@ from deployer.resources import TEMPLATES
 
 DEFAULT_TEMPLATE = TEMPLATES / "nginx" / "upstreams.conf.j2"
 DEFAULT_CONFIG_PATH = Path("config/deployer.yml")
+DOCKER_HUB = "docker.io"
 MIN_TOKEN_LENGTH = 16
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 DOCKER_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
@@ -39,6 +40,11 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PORT_NUMBER = re.compile(r"[0-9]{1,5}")
 MAX_SECONDS = 86400.0  # one day: longer is a typo, and Event.wait() overflows near infinity
 CONTAINER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# host[:port] as the first component of an image name: DNS name / IPv4 / [IPv6], optional port
+REGISTRY_HOST = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?"
+)
 
 
 def _seconds(value: Any) -> float:
@@ -84,6 +90,22 @@ def _env_name(value: str) -> str:
 
 
 EnvName = Annotated[str, AfterValidator(_env_name)]
+
+
+def _registry_host(value: str) -> str:
+    match = REGISTRY_HOST.fullmatch(value)
+    if match is None or not _names_registry(value) or int(match["port"] or 1) > 65535:
+        raise PydanticCustomError(
+            "registry_host",
+            "expected a registry host as image names spell it: host[:port] with a '.' or a "
+            "port, or localhost (no scheme, no path), e.g. registry.example.com or "
+            "127.0.0.1:5000; got {value}",
+            {"value": repr(value)},
+        )
+    return value
+
+
+RegistryHost = Annotated[str, AfterValidator(_registry_host)]
 FinishedState = Literal["succeeded", "failed", "skipped", "superseded"]
 
 
@@ -233,6 +255,13 @@ class NotifyTarget(_Frozen):
     attempts: int = Field(default=3, ge=1, le=10)
 
 
+class RegistryConfig(_Frozen):
+    """Credentials for one registry, by the names of the variables that hold them."""
+
+    username_env: EnvName
+    password_env: EnvName
+
+
 class NginxConfig(_Frozen):
     template: Path = DEFAULT_TEMPLATE
     output: Path = Path("/etc/nginx/conf.d/deployer-upstreams.conf")
@@ -269,6 +298,7 @@ class Config(_Frozen):
     admin: AdminConfig = AdminConfig()
     read: ReadConfig = ReadConfig()
     notify: list[NotifyTarget] = Field(default_factory=list)
+    registries: dict[RegistryHost, RegistryConfig] = Field(default_factory=dict)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
 
     @field_validator("instance")
@@ -284,11 +314,23 @@ class Config(_Frozen):
 def repository_of(image: str) -> str:
     """The Docker Hub repo_name for an image: the path without registry host (`library/x` alone)."""
     parts = image.split("/")
-    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+    if len(parts) > 1 and _names_registry(parts[0]):
         parts = parts[1:]
     if len(parts) == 1:
         parts = ["library", *parts]
     return "/".join(parts)
+
+
+def registry_of(image: str) -> str:
+    """The registry host of an image (`docker.io` when the name has none), as Docker reads it."""
+    first, slash, _ = image.partition("/")
+    return first if slash and _names_registry(first) else DOCKER_HUB
+
+
+def _names_registry(component: str) -> bool:
+    """Docker's rule: an image's first path component is a registry host when it has a '.' or
+    a ':' or is `localhost`; otherwise the image is on Docker Hub."""
+    return "." in component or ":" in component or component == "localhost"
 
 
 def parse_config(
@@ -408,6 +450,7 @@ def _secret_checks(data: dict[str, Any], environ: Mapping[str, str]) -> list[str
     problems += _token_check(data, "admin", AdminConfig().token_env, environ, required=False)
     problems += _token_check(data, "read", ReadConfig().token_env, environ, required=False)
     problems += _distinct_tokens(data, environ)
+    problems += _registry_checks(data, environ)
     targets = data.get("notify")
     for index, target in enumerate(targets if isinstance(targets, list) else []):
         url = target.get("url") if isinstance(target, dict) else None
@@ -440,6 +483,21 @@ def _token_check(
     return []
 
 
+def _registry_checks(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """Each registries entry's variables must be set (their values are never shown)."""
+    registries = data.get("registries")
+    problems = []
+    for host, entry in (registries if isinstance(registries, dict) else {}).items():
+        for key, what in (("username_env", "user name"), ("password_env", "password")):
+            name = entry.get(key) if isinstance(entry, dict) else None
+            if isinstance(name, str) and ENV_NAME.match(name) and not environ.get(name):
+                problems.append(
+                    f'registries."{host}".{key}: environment variable {name} is not set '
+                    f"(the {what} for registry {host})"
+                )
+    return problems
+
+
 def _token_name(data: dict[str, Any], section: str, default: str) -> str:
     block = data.get(section)
     name = block.get("token_env", default) if isinstance(block, dict) else default
@@ -470,8 +528,10 @@ def expand_environment(text: str, environ: Mapping[str, str]) -> str:
 
 
 def secret_values(config: Config, environ: Mapping[str, str]) -> list[str]:
-    """Every secret the config points at, for the log filter: tokens, notify URL variables."""
+    """Every secret the config points at, for the log filter: tokens, notify URL variables,
+    registry passwords."""
     names = [config.webhooks.token_env, config.admin.token_env, config.read.token_env]
+    names += [registry.password_env for registry in config.registries.values()]
     for target in config.notify:
         names += ENV_REFERENCE.findall(target.url)
     return [environ[name] for name in names if environ.get(name)]
@@ -489,8 +549,15 @@ _FRIENDLY = {
 }
 
 
+def _path_part(part: Any) -> str:
+    """A key with dots (a registry host) is quoted, so the path still reads unambiguously."""
+    text = str(part)
+    return f'"{text}"' if "." in text else text
+
+
 def _format_error(error: Any) -> str:
-    location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    parts = [_path_part(part) for part in error["loc"] if part != "[key]"]  # a bad mapping key
+    location = ".".join(parts) or "(top level)"
     message = _FRIENDLY.get(error["type"], error["msg"])
     if error["type"] in _FRIENDLY and error["type"] not in ("missing", "extra_forbidden"):
         message = f"{message}, got {error.get('input')!r}"

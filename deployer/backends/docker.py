@@ -1,18 +1,25 @@
 """The only module that imports `docker`: engine operations, with errors translated once.
 
-The client is built lazily on first use, never at import time.
+The client is built lazily on first use, never at import time. Registry credentials: deployer's
+`registries:` entry for the image's registry, else the Docker client config (read afresh each
+time, credential helpers included), else none; resolve and pull send exactly that, and a refusal
+names the registry and what was tried (deployer.registries builds the words).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import docker
+import docker.auth
 import docker.errors
 import requests
 
@@ -28,7 +35,16 @@ from deployer.backends.base import (
     ContainerInfo,
     ContainerSpec,
 )
+from deployer.config import registry_of
 from deployer.errors import ContainerError, ContainerMissing, DockerError, RegistryError
+from deployer.registries import (
+    Credentials,
+    RegistryLogins,
+    anonymous,
+    from_docker_config,
+    is_refusal,
+    refused,
+)
 
 log = logging.getLogger(__name__)
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
@@ -40,10 +56,13 @@ DOCKER_TIME = re.compile(
 class DockerBackend:
     """Backend on a real Docker engine through the docker SDK."""
 
-    def __init__(self, make_client: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self, make_client: Callable[[], Any] | None = None, logins: RegistryLogins | None = None
+    ) -> None:
         self._make_client = make_client or docker.from_env
         self._client: Any = None
         self._lock = threading.Lock()
+        self._logins = logins or RegistryLogins()
 
     @property
     def client(self) -> Any:
@@ -58,25 +77,42 @@ class DockerBackend:
     def resolve(self, image: str, tag: str) -> str:
         """The registry's current digest for image:tag, without pulling."""
         reference = f"{image}:{tag}"
+        credentials = self.credentials(image)
+        auth = dict(credentials.auth)
         try:
-            digest: str = self.client.images.get_registry_data(reference).id
+            found = self.client.images.get_registry_data(reference, auth_config=auth)
         except ENGINE_ERRORS as err:
-            raise RegistryError(
-                reference, f"cannot resolve {reference} at the registry: {_why(err)}"
-            ) from err
+            what = f"cannot resolve {reference} at the registry"
+            raise _registry_error(reference, what, err, credentials) from err
+        digest: str = found.id
         return digest
 
     def pull(self, image: str, digest: str) -> None:
         """Pull image@digest; an error line anywhere in the stream fails the pull."""
         reference = f"{image}@{digest}"
+        what = f"pull of {reference} failed"
+        credentials = self.credentials(image)
         try:
-            for item in self.client.api.pull(image, tag=digest, stream=True, decode=True):
+            # The stream stays unnamed: as a local it (and its socket) would outlive an error
+            # in the frame the traceback keeps.
+            for item in self.client.api.pull(
+                image, tag=digest, stream=True, decode=True, auth_config=dict(credentials.auth)
+            ):
                 if "error" in item or "errorDetail" in item:
                     detail = item.get("error") or item.get("errorDetail", {}).get("message")
-                    raise RegistryError(reference, f"pull of {reference} failed: {detail}")
+                    raise _registry_error(reference, what, str(detail), credentials)
             self.client.images.get(reference)
         except ENGINE_ERRORS as err:
-            raise RegistryError(reference, f"pull of {reference} failed: {_why(err)}") from err
+            raise _registry_error(reference, what, err, credentials) from err
+
+    def credentials(self, image: str) -> Credentials:
+        """What resolve and pull send to image's registry: deployer's `registries:` entry,
+        else the Docker client config's, else none (sent as an explicit anonymous request)."""
+        registry = registry_of(image)
+        configured = self._logins.configured(registry)
+        if configured is not None:
+            return configured
+        return _docker_config_credentials(registry, self._logins.docker_config)
 
     def has_image(self, image: str, digest: str) -> bool:
         """True when image@digest is on the engine already (content-addressed: no pull needed)."""
@@ -241,6 +277,51 @@ class DockerEvents:
             self._stream.close()
         except (*ENGINE_ERRORS, OSError):
             log.debug("closing the engine's event stream failed", exc_info=True)
+
+
+def _registry_error(
+    reference: str, what: str, failure: Exception | str, credentials: Credentials
+) -> RegistryError:
+    """A refusal (missing or wrong credentials) names what was tried; anything else says why."""
+    reason = failure if isinstance(failure, str) else _why(failure)
+    status = getattr(failure, "status_code", None)
+    if status in (401, 403) or is_refusal(reason):
+        return RegistryError(reference, refused(reference, reason, credentials))
+    return RegistryError(reference, f"{what}: {reason}")
+
+
+def _docker_config_credentials(registry: str, path: Path) -> Credentials:
+    """The Docker client config's credentials for registry (as docker-py resolves them: the
+    credential helper for it, else credsStore, else an `auths` entry); none: anonymous."""
+    try:
+        with warnings.catch_warnings():
+            # docker-py warns about a missing helper, then raises StoreError: reported below
+            warnings.simplefilter("ignore")
+            configs = _load_docker_config(path)
+            found = configs.resolve_authconfig(registry)
+    except (OSError, ValueError, docker.errors.DockerException) as err:
+        raise RegistryError(
+            registry,
+            f"cannot read the credentials for registry {registry} from the Docker client "
+            f"config {path}: {err}; fix that file or its credential helper, or give deployer's "
+            f"registries: an entry for {registry}",
+        ) from err
+    if not found:  # no entry, or an empty one (`docker logout` leaves {})
+        return anonymous(registry, path)
+    helper = configs.get_credential_store(registry) if "ServerAddress" in found else None
+    auth = {key: str(value) for key, value in found.items() if value is not None}
+    return Credentials(registry, from_docker_config(registry, path, helper), auth)
+
+
+def _load_docker_config(path: Path) -> Any:
+    """docker-py's AuthConfig of the file at path (only that file: Docker's CLI does not fall
+    back to ~/.docker when $DOCKER_CONFIG names a directory without one; docker-py would)."""
+    if not path.is_file():
+        return docker.auth.AuthConfig({})
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or not data:
+        return docker.auth.AuthConfig({})
+    return docker.auth.load_config(config_dict=data)
 
 
 def _why(err: Exception) -> str:

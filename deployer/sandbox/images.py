@@ -9,6 +9,12 @@ SERVE but ignores SIGTERM, so `docker stop -t N` (deployer's retire) takes N sec
     old = images.build("web", "v1", behaviour=AppBehaviour.IGNORE_TERM, tag="latest")
     new = images.build("web", "v2", behaviour=AppBehaviour.SLOW, delay=5, tag="latest")
     http_get(f"http://127.0.0.1:{port}{SLOW_PATH}?2", timeout=5)  # (200, "v1\n") after 2 s
+
+For a registry that asks for credentials, give the factory a Docker client config directory of
+its own (never the machine's ~/.docker) and log in there: only its docker CLI calls use it::
+
+    images = ImageFactory(registry.address, "acme", workdir, docker_config=tmp / "docker")
+    images.login("alice", "secret")
 """
 
 from __future__ import annotations
@@ -101,11 +107,23 @@ def make_dockerfile(behaviour: AppBehaviour, delay: float, healthcheck: bool) ->
 class ImageFactory:
     """Builds test apps by name and version and pushes them to the registry at `registry`."""
 
-    def __init__(self, registry: str, namespace: str, workdir: Path) -> None:
+    def __init__(
+        self, registry: str, namespace: str, workdir: Path, docker_config: Path | None = None
+    ) -> None:
         self.registry = registry
         self.namespace = namespace
         self.workdir = workdir
+        self.docker_config = docker_config
         self._built: dict[tuple[str, str, AppBehaviour, float, bool, str], PushedImage] = {}
+
+    def login(self, username: str, password: str) -> None:
+        """`docker login` to the registry, stored in docker_config (password on stdin)."""
+        if self.docker_config is None:
+            raise RuntimeError("ImageFactory.login needs docker_config (never the machine's)")
+        self.docker_config.mkdir(parents=True, exist_ok=True)
+        self._docker(
+            "login", "--username", username, "--password-stdin", self.registry, input=password
+        )
 
     def repository(self, name: str) -> str:
         """The full repository name (with registry host) for an app name."""
@@ -152,8 +170,8 @@ class ImageFactory:
             slow.chmod(0o755)
             (context / "Dockerfile").write_text(make_dockerfile(behaviour, delay, healthcheck))
             image = PushedImage(self.repository(name), tag, "")
-            _docker("build", "-q", "-t", image.reference, str(context))
-        output = _docker("push", image.reference)
+            self._docker("build", "-q", "-t", image.reference, str(context))
+        output = self._docker("push", image.reference)
         match = re.search(r"digest: (sha256:[0-9a-f]{64})", output)
         if match is None:
             raise RuntimeError(f"docker push {image.reference} printed no digest: {output}")
@@ -171,11 +189,15 @@ class ImageFactory:
             check=False,
         )
 
+    def _docker(self, *args: str, input: str | None = None) -> str:
+        own = {"DOCKER_CONFIG": str(self.docker_config)} if self.docker_config else {}
+        return _docker(*args, input=input, **own)
 
-def _docker(*args: str) -> str:
-    environment = {**os.environ, "DOCKER_BUILDKIT": "0"}
+
+def _docker(*args: str, input: str | None = None, **environ: str) -> str:
+    environment = {**os.environ, "DOCKER_BUILDKIT": "0", **environ}
     result = subprocess.run(
-        ["docker", *args], capture_output=True, text=True, env=environment, check=False
+        ["docker", *args], capture_output=True, text=True, env=environment, input=input, check=False
     )
     if result.returncode != 0:
         raise RuntimeError(f"docker {args[0]} failed: {result.stderr.strip() or result.stdout}")

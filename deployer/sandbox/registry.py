@@ -12,13 +12,20 @@ content), it can damage what it stores, for fault tests::
 `ns/name`. The engine fetches only the blobs it lacks (every test image shares the busybox
 layer, which is always there): delete the last layer, of a version never pulled before, and
 remove the local copy (ImageFactory.remove_local) before the pull.
+
+With `users={"alice": "secret"}` it asks for HTTP basic auth (the registry's htpasswd auth; the
+file made with `htpasswd -Bbn` from Debian's apache2-utils): pushing then needs `docker login`
+(ImageFactory.login), and the damage helpers send the first user's credentials.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
+import subprocess
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -47,15 +54,24 @@ storage:
 http:
   addr: {address}
 """
+HTPASSWD_AUTH = """\
+auth:
+  htpasswd:
+    realm: deployer-sandbox
+    path: {path}
+"""
 
 
 class LocalRegistry:
     """docker-registry serving from state_dir; Docker trusts loopback registries without TLS."""
 
-    def __init__(self, state_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, state_dir: Path, port: int | None = None, users: Mapping[str, str] | None = None
+    ) -> None:
         self.state_dir = state_dir
         self.port = port or free_port()
         self.address = f"{LOOPBACK}:{self.port}"
+        self.users = dict(users or {})
         self._process = SandboxProcess(
             "docker-registry",
             ["docker-registry", "serve", str(state_dir / "registry.yml")],
@@ -68,10 +84,15 @@ class LocalRegistry:
             raise RuntimeError("docker-registry is not installed (Debian package docker-registry)")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         config = REGISTRY_CONFIG.format(root=self.state_dir / "data", address=self.address)
+        if self.users:
+            htpasswd = self.state_dir / "htpasswd"
+            htpasswd.write_text(make_htpasswd(self.users))
+            config += HTPASSWD_AUTH.format(path=htpasswd)
         (self.state_dir / "registry.yml").write_text(config)
         self._process.start()
         try:
-            wait_for_http(f"http://{self.address}/v2/", timeout=20)
+            # With auth, /v2/ answers 401 to a request without credentials: up all the same.
+            wait_for_http(f"http://{self.address}/v2/", 20, 401 if self.users else 200)
         except TimeoutError as err:
             self._process.stop()
             raise RuntimeError(f"{err}; registry log: {self._process.log_tail()}") from err
@@ -122,6 +143,10 @@ class LocalRegistry:
         return self.storage / "repositories" / repository_path(repository)
 
     def _request(self, method: str, path: str, headers: dict[str, str]) -> Any:
+        if self.users:
+            user, password = next(iter(self.users.items()))
+            basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+            headers = {**headers, "Authorization": f"Basic {basic}"}
         request = urllib.request.Request(
             f"http://{self.address}{path}", method=method, headers=headers
         )
@@ -137,6 +162,21 @@ class LocalRegistry:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def make_htpasswd(users: Mapping[str, str]) -> str:
+    """htpasswd lines (bcrypt, which the registry requires) made by `htpasswd -Bbn`."""
+    if shutil.which("htpasswd") is None:
+        raise RuntimeError("htpasswd is not installed (Debian package apache2-utils)")
+    lines = []
+    for user, password in users.items():
+        result = subprocess.run(
+            ["htpasswd", "-Bbn", user, password], capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"htpasswd failed for user {user}: {result.stderr.strip()}")
+        lines.append(result.stdout.strip())
+    return "\n".join(lines) + "\n"
 
 
 def repository_path(repository: str) -> str:
