@@ -26,6 +26,12 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from deployer.container_options import (
+    ContainerOptions,
+    container_option_checks,
+    secret_env_checks,
+    secret_env_names,
+)
 from deployer.errors import ConfigError
 from deployer.resources import TEMPLATES
 
@@ -154,8 +160,11 @@ class HealthConfig(_Frozen):
         return value
 
 
-class ServiceConfig(_Frozen):
-    """One service: which image it runs, what triggers it, and how it is checked and switched."""
+class ServiceConfig(ContainerOptions):
+    """One service: which image it runs, what triggers it, and how it is checked and switched.
+
+    How its container runs (command, volumes, limits, ...) are the keys of ContainerOptions.
+    """
 
     image: str
     repository: str = ""
@@ -379,7 +388,7 @@ def _cross_checks(config: Config) -> list[str]:
                     f"services.{name}.ports: {service.ports} overlaps "
                     f"services.{other_name}.ports ({other.ports})"
                 )
-    return problems
+    return problems + container_option_checks(config.services)
 
 
 def _secret_checks(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
@@ -387,6 +396,7 @@ def _secret_checks(data: dict[str, Any], environ: Mapping[str, str]) -> list[str
     problems += _token_check(data, "admin", AdminConfig().token_env, environ, required=False)
     problems += _token_check(data, "read", ReadConfig().token_env, environ, required=False)
     problems += _distinct_tokens(data, environ)
+    problems += secret_env_checks(data, environ)
     targets = data.get("notify")
     for index, target in enumerate(targets if isinstance(targets, list) else []):
         url = target.get("url") if isinstance(target, dict) else None
@@ -449,8 +459,10 @@ def expand_environment(text: str, environ: Mapping[str, str]) -> str:
 
 
 def secret_values(config: Config, environ: Mapping[str, str]) -> list[str]:
-    """Every secret the config points at, for the log filter: tokens, notify URL variables."""
+    """Every secret the config points at, for the log filter: tokens, notify URL variables,
+    services' secret_env."""
     names = [config.webhooks.token_env, config.admin.token_env, config.read.token_env]
+    names += secret_env_names(config.services)
     for target in config.notify:
         names += ENV_REFERENCE.findall(target.url)
     return [environ[name] for name in names if environ.get(name)]

@@ -10,19 +10,28 @@ the drain and retire are finished then, or by the next start (deployer/rollout/a
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from deployer.backends.base import Backend, ContainerInfo
 from deployer.config import Config, ServiceConfig
 from deployer.deploy import Steps
-from deployer.errors import ContainerMissing, DockerError, FinishLater, NoFreePort
+from deployer.errors import (
+    ContainerMissing,
+    DockerError,
+    FinishLater,
+    HealthCheckFailed,
+    NoFreePort,
+)
 from deployer.fleet import Fleet
+from deployer.logs import container_secrets, redact
 from deployer.models import Deployment, DeploymentState, StepState, utc_now
 from deployer.nginx import NginxConfigurator
 from deployer.nginx_workers import Workers
 from deployer.rollout.containers import container_name, make_container_spec
+from deployer.rollout.environment import read_secret_environment
 from deployer.rollout.health import Probe, http_probe, wait_until_healthy
 from deployer.rollout.ports import pick_port, port_is_free
 from deployer.watch import describe
@@ -43,6 +52,7 @@ class BlueGreen:
         stopping: threading.Event,
         probe: Probe = http_probe,
         is_port_free: Callable[[int], bool] = port_is_free,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
@@ -51,6 +61,7 @@ class BlueGreen:
         self.stopping = stopping
         self.probe = probe
         self.is_port_free = is_port_free
+        self.environ = os.environ if environ is None else environ  # env_file `KEY`, secret_env
 
     def rollout(
         self, deployment: Deployment, service: ServiceConfig, steps: Steps
@@ -89,6 +100,7 @@ class BlueGreenRollout:
         self.service = service
         self.step = steps
         self.switched = deployment.switched_at is not None
+        self.secrets: list[str] = []  # the new container's env_file/secret_env values
 
     def run(self) -> DeploymentState:
         """The steps; returns the final state or raises a DeployerError."""
@@ -122,13 +134,17 @@ class BlueGreenRollout:
         with self.step("start") as step:
             keep = {old.container.id} if old is not None else set()
             notes = strategy.remove_leftovers(name, keep)
-            container = self._start(digest)
+            container, environment = self._start(digest)
             started = f"{container.name} ({container.short_id}) on {container.address}"
-            step.detail = "; ".join([started, *notes])
+            step.detail = "; ".join(filter(None, [started, environment, *notes]))
         with self.step("healthy") as step:
-            step.detail = wait_until_healthy(
-                backend, container, service.health, strategy.stopping, strategy.probe
-            )
+            try:
+                step.detail = wait_until_healthy(
+                    backend, container, service.health, strategy.stopping, strategy.probe
+                )
+            except HealthCheckFailed as err:  # the app may print its environment
+                err.logs = redact(err.logs, self.secrets)
+                raise
         with self.step("nginx") as step:
             was_in_sync = strategy.nginx.in_sync
             reloaded = strategy.fleet.switch(name, container, strategy.nginx.apply)
@@ -185,8 +201,11 @@ class BlueGreenRollout:
             return describe(info)
         return None
 
-    def _start(self, digest: str) -> ContainerInfo:
+    def _start(self, digest: str) -> tuple[ContainerInfo, str]:
+        """Start the new container; return it and what its environment came from (names only)."""
         strategy, deployment, service = self.strategy, self.deployment, self.service
+        secret = read_secret_environment(service, strategy.environ)
+        self.secrets = container_secrets(secret.values.values())
         taken = {
             int(port)
             for container in strategy.backend.list_managed(strategy.config.instance)
@@ -205,9 +224,15 @@ class BlueGreenRollout:
         deployment.container = container_name(deployment.service, deployment.id)
         self.step.save()
         spec = make_container_spec(
-            deployment.service, service, digest, deployment.id, port, strategy.config.instance
+            deployment.service,
+            service,
+            digest,
+            deployment.id,
+            port,
+            strategy.config.instance,
+            secret.values,
         )
-        return strategy.backend.start(spec)
+        return strategy.backend.start(spec), secret.summary
 
     def _drain(self, old: list[ContainerInfo], cap: float, replaced: Workers | None) -> str:
         """Wait until nothing can send a request to the old containers any more (the nginx
