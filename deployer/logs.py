@@ -51,9 +51,12 @@ class RedactSecrets(logging.Filter):
 
 
 def container_secrets(values: Iterable[str]) -> list[str]:
-    """A container's env_file and secret_env values worth redacting, longest first (so a
-    value inside another cannot leave part of the longer one behind)."""
-    return sorted({value for value in values if len(value) >= MIN_CONTAINER_SECRET}, key=len)[::-1]
+    """A container's env_file and secret_env values worth redacting, as written and as the
+    engine quotes them (quotes and newlines escaped), longest first so that no part of a
+    longer one is left."""
+    kept = {value for value in values if len(value) >= MIN_CONTAINER_SECRET}
+    quoted = {json.dumps(value, ensure_ascii=False)[1:-1] for value in kept}
+    return sorted(kept | quoted, key=len, reverse=True)
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
