@@ -23,6 +23,7 @@ from deployer.backends.docker import DockerBackend
 from deployer.config import parse_config
 from deployer.errors import ContainerError
 from deployer.models import Deployment, DeploymentState
+from deployer.rollout.containers import make_container_spec
 from deployer.runtime import Runtime
 from deployer.sandbox import ImageFactory, SandboxNginx
 from deployer.sandbox.engine import remove_instance_containers
@@ -256,3 +257,33 @@ def test_an_engine_error_that_echoes_the_environment_reaches_deployer_redacted(
     assert "invalid environment variable: =[redacted]" in str(caught.value)
     assert FILE_SECRET not in str(caught.value)
     assert caught.value.__cause__ is None
+
+
+def test_left_out_settings_stay_the_images_or_the_engines(
+    images: ImageFactory, instance: str, port_pool: Callable[[int], str]
+) -> None:
+    # The image has a HEALTHCHECK (interval 1s, timeout 1s, retries 2); only retries is
+    # overridden. `log` has options but no driver: the engine's default driver (json-file here).
+    pushed = images.build("options", "v1", healthcheck=True)
+    data = {
+        "image": pushed.repository,
+        "ports": port_pool(2),
+        "healthcheck": {"retries": 5},
+        "log": {"options": {"max-size": "2m"}},
+        "restart": "no",
+    }
+    service = parse_config({"services": {"web": data}}, environ=ENVIRON).services["web"]
+    port = service.ports.first
+    spec = make_container_spec("web", service, pushed.digest, "left-out", port, instance)
+
+    started = DockerBackend().start(spec)
+
+    container = inspect(started.id)
+    healthcheck = container["Config"]["Healthcheck"]
+    assert healthcheck["Test"][:3] == ["CMD", "/bin/busybox", "sh"]  # the image's test
+    assert (healthcheck["Interval"], healthcheck["Retries"]) == (1_000_000_000, 5)
+    assert container["HostConfig"]["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {"max-size": "2m"},
+    }
+    assert container["HostConfig"]["RestartPolicy"]["Name"] == "no"
