@@ -4,13 +4,15 @@ value reported with its path; secret_env names checked, never values shown."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from deployer.config import load_config, parse_config, secret_values
-from deployer.container_options import LogOptions, RestartPolicy, Ulimit
+from deployer.container_options import ContainerOptions, LogOptions, RestartPolicy, Ulimit
 from deployer.errors import ConfigError
 
 ENVIRON = {"DEPLOYER_TOKEN": "s3cret-token-of-32-characters-xx", "DB_PASSWORD": "hunter2-db"}
@@ -463,3 +465,38 @@ def test_restart_no_written_in_yaml_without_quotes_is_docker_no(tmp_path: Path) 
     config = load_config(path, environ=ENVIRON)
 
     assert str(config.services["web"].restart) == "no"
+
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def test_the_readme_configuration_table_has_every_container_option() -> None:
+    text = README.read_text()
+
+    assert [
+        key for key in ContainerOptions.model_fields if f"| `services.NAME.{key}" not in text
+    ] == []
+
+
+def docker_run_table() -> list[tuple[str, str]]:
+    text = README.read_text().split("### From `docker run` to deployer's YAML", 1)[1]
+    rows = [line for line in text.split("\n\n")[1].splitlines() if line.startswith("| `")]
+    return [(row.split(" | ")[0], row.split(" | ")[1]) for row in rows]
+
+
+@pytest.mark.parametrize(("flag", "yaml_cell"), docker_run_table())
+def test_each_docker_run_example_in_the_readme_is_valid_config(flag: str, yaml_cell: str) -> None:
+    snippets = [span for span in re.findall(r"`([^`]+)`", yaml_cell) if ": " in span]
+    options = {
+        key: value
+        for snippet in snippets
+        for key, value in yaml.safe_load("{" + snippet + "}").items()
+        if key not in ("image", "tag")
+    }
+
+    service = web(
+        {**ENVIRON, "NAME": "set"},
+        **options,
+    )
+
+    assert service is not None, flag
