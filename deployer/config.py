@@ -163,7 +163,8 @@ class HealthConfig(_Frozen):
 class ServiceConfig(ContainerOptions):
     """One service: which image it runs, what triggers it, and how it is checked and switched.
 
-    How its container runs (command, volumes, limits, ...) are the keys of ContainerOptions.
+    The keys of ContainerOptions (deployer/container_options.py) say how its container runs:
+    command, volumes, limits, restart policy, healthcheck, ...
     """
 
     image: str
