@@ -26,6 +26,12 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from deployer.container_options import (
+    ContainerOptions,
+    container_option_checks,
+    secret_env_checks,
+    secret_env_names,
+)
 from deployer.errors import ConfigError
 from deployer.resources import TEMPLATES
 
@@ -176,8 +182,12 @@ class HealthConfig(_Frozen):
         return value
 
 
-class ServiceConfig(_Frozen):
-    """One service: which image it runs, what triggers it, and how it is checked and switched."""
+class ServiceConfig(ContainerOptions):
+    """One service: which image it runs, what triggers it, and how it is checked and switched.
+
+    The keys of ContainerOptions (deployer/container_options.py) say how its container runs:
+    command, volumes, limits, restart policy, healthcheck, ...
+    """
 
     image: str
     repository: str = ""
@@ -442,7 +452,7 @@ def _cross_checks(config: Config) -> list[str]:
                     f"services.{name}.ports: {service.ports} overlaps "
                     f"services.{other_name}.ports ({other.ports})"
                 )
-    return problems
+    return problems + container_option_checks(config.services)
 
 
 def _secret_checks(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
@@ -451,6 +461,7 @@ def _secret_checks(data: dict[str, Any], environ: Mapping[str, str]) -> list[str
     problems += _token_check(data, "read", ReadConfig().token_env, environ, required=False)
     problems += _distinct_tokens(data, environ)
     problems += _registry_checks(data, environ)
+    problems += secret_env_checks(data, environ)
     targets = data.get("notify")
     for index, target in enumerate(targets if isinstance(targets, list) else []):
         url = target.get("url") if isinstance(target, dict) else None
@@ -529,9 +540,10 @@ def expand_environment(text: str, environ: Mapping[str, str]) -> str:
 
 def secret_values(config: Config, environ: Mapping[str, str]) -> list[str]:
     """Every secret the config points at, for the log filter: tokens, notify URL variables,
-    registry passwords."""
+    registry passwords, services' secret_env."""
     names = [config.webhooks.token_env, config.admin.token_env, config.read.token_env]
     names += [registry.password_env for registry in config.registries.values()]
+    names += secret_env_names(config.services)
     for target in config.notify:
         names += ENV_REFERENCE.findall(target.url)
     return [environ[name] for name in names if environ.get(name)]

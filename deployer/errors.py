@@ -17,6 +17,7 @@ DeployerError
 │   ├── ContainerError     a container could not be started, or exited
 │   │   └── ContainerMissing   the container is not on the engine
 │   └── ServiceError       a Swarm service could not be created, updated, read or removed
+├── ContainerEnvError      an env_file cannot be read, or a variable it or secret_env names is unset
 ├── HealthCheckFailed      a new container did not become healthy in time
 ├── NginxError             rendering, testing or reloading the nginx config failed
 ├── NoFreePort             every port of a service's pool is taken
@@ -118,6 +119,11 @@ class ServiceError(DockerError):
     def __init__(self, service: str, message: str) -> None:
         self.service = service
         super().__init__(message)
+
+
+class ContainerEnvError(DeployerError):
+    """A container's env_file or secret_env cannot be read; the message names the file, line
+    or variable, never a value."""
 
 
 class HealthCheckFailed(DeployerError):

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from deployer.models import Deployment
 
 REDACTED = "[redacted]"
+MIN_CONTAINER_SECRET = 4  # shorter env_file values ('1', 'on', 'dev') would match everywhere
 FORMATS = ("text", "json")
 CONTEXT = ("deployment", "service")
 
@@ -47,6 +48,22 @@ class RedactSecrets(logging.Filter):
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)
         return text
+
+
+def container_secrets(values: Iterable[str]) -> list[str]:
+    """A container's env_file and secret_env values worth redacting, as written and as the
+    engine quotes them (quotes and newlines escaped), longest first so that no part of a
+    longer one is left."""
+    kept = {value for value in values if len(value) >= MIN_CONTAINER_SECRET}
+    quoted = {json.dumps(value, ensure_ascii=False)[1:-1] for value in kept}
+    return sorted(kept | quoted, key=len, reverse=True)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """text with each of secrets replaced by [redacted], in the order given."""
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
 
 
 class JsonFormatter(logging.Formatter):

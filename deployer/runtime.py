@@ -57,7 +57,7 @@ class Runtime:
         self.stopping = threading.Event()
         self.notifier = Notifier(config.notify, environ)
         self.bluegreen = BlueGreen(
-            config, backend, self.nginx, self.fleet, self.stopping, probe, is_port_free
+            config, backend, self.nginx, self.fleet, self.stopping, probe, is_port_free, environ
         )
         self.deployer = Deployer(
             config,

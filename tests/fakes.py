@@ -38,14 +38,16 @@ class FakeEvents:
 
 class FakeBackend:
     """An engine in memory. Images behave as registered: 'serve', 'exit', 'silent',
-    'crashloop' (keeps crashing; its restart policy brings it back each time) or 'unhealthy'
-    (answers HTTP, but its image HEALTHCHECK says unhealthy)."""
+    'crashloop' (keeps crashing; its restart policy brings it back each time), 'unhealthy'
+    (answers HTTP, but its image HEALTHCHECK says unhealthy) or 'print-env' (prints its
+    environment, then exits). `specs` keeps the spec each container was started from."""
 
     def __init__(self) -> None:
         self.tags: dict[tuple[str, str], str] = {}
         self.behaviour: dict[str, str] = {}
         self.pulled: set[str] = set()
         self.containers: dict[str, ContainerInfo] = {}
+        self.specs: dict[str, ContainerSpec] = {}  # by container name
         self.instance_of: dict[str, str] = {}
         self._ids = itertools.count(1)
         self.streams: list[FakeEvents] = []
@@ -104,7 +106,7 @@ class FakeBackend:
             raise ContainerError(spec.name, f"cannot start {spec.name}: image not pulled")
         if any(container.name == spec.name for container in self.containers.values()):
             raise ContainerError(spec.name, f"cannot start {spec.name}: name in use")
-        exited = self.behaviour[digest] == "exit"
+        exited = self.behaviour[digest] in ("exit", "print-env")
         restarts = 2 if self.behaviour[digest] == "crashloop" else 0
         info = ContainerInfo(
             id=f"{next(self._ids):064x}",
@@ -121,6 +123,7 @@ class FakeBackend:
             restart_count=restarts,
         )
         self.containers[info.id] = info
+        self.specs[spec.name] = spec
         self.instance_of[info.id] = spec.labels["deployer.instance"]
         self.changed(info.id)
         if self.lose_connection_after_create:
@@ -142,8 +145,14 @@ class FakeBackend:
         )
 
     def logs(self, container_id: str, tail: int = 20) -> str:
-        digest = self.containers[container_id].digest
-        return "fatal: cannot read /etc/app.conf" if self.behaviour[digest] == "exit" else ""
+        container = self.containers[container_id]
+        if self.behaviour[container.digest] == "print-env":
+            spec = self.specs[container.name]
+            environment = {**spec.secret_environment, **spec.environment}
+            return "\n".join(f"{name}={value}" for name, value in environment.items())
+        return (
+            "fatal: cannot read /etc/app.conf" if self.behaviour[container.digest] == "exit" else ""
+        )
 
     def stop(self, container_id: str, timeout: float) -> None:
         if self.stop_fails:

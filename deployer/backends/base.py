@@ -22,8 +22,32 @@ LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
+class Ulimit:
+    """One resource limit (`nofile`, `nproc`, ...); -1 is unlimited."""
+
+    name: str
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    """The container's HEALTHCHECK; an empty test, or a 0, keeps the image's."""
+
+    test: tuple[str, ...] = ()  # (CMD, argv...) | (CMD-SHELL, command) | (NONE,)
+    interval: int = 0  # nanoseconds, as the engine takes them
+    timeout: int = 0
+    start_period: int = 0
+    retries: int = 0
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
-    """Everything needed to start one container (pure data)."""
+    """Everything needed to start one container (pure data).
+
+    The defaults of the run options are the engine's (the image's command, user, ...), except
+    the restart policy: unless-stopped.
+    """
 
     name: str
     image: str  # repository@sha256:..., never a moving tag
@@ -33,6 +57,26 @@ class ContainerSpec:
     host_port: int
     container_port: int
     published: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # env_file and secret_env values; `environment` wins over them. Kept out of repr: never
+    # logged, and each is redacted from the engine's error messages.
+    secret_environment: dict[str, str] = field(default_factory=dict, repr=False)
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    user: str | None = None
+    working_dir: str | None = None
+    volumes: tuple[str, ...] = ()  # the engine's binds: `/host:/path:ro`, `name:/path:rw`
+    tmpfs: dict[str, str] = field(default_factory=dict)  # path -> mount options
+    extra_hosts: dict[str, str] = field(default_factory=dict)  # host name -> address
+    memory: int | None = None  # bytes
+    nano_cpus: int | None = None
+    pids_limit: int | None = None
+    ulimits: tuple[Ulimit, ...] = ()
+    log_driver: str | None = None  # None: the engine's default driver
+    log_options: dict[str, str] = field(default_factory=dict)
+    stop_signal: str | None = None
+    restart: str = "unless-stopped"  # no | always | unless-stopped | on-failure
+    restart_retries: int = 0  # on-failure's maximum retry count (0: no maximum)
+    healthcheck: Healthcheck | None = None  # None: the image's
 
     @property
     def address(self) -> str | None:

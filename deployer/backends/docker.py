@@ -21,6 +21,7 @@ from typing import Any
 import docker
 import docker.auth
 import docker.errors
+import docker.types
 import requests
 
 from deployer.backends.base import (
@@ -34,9 +35,11 @@ from deployer.backends.base import (
     LOOPBACK,
     ContainerInfo,
     ContainerSpec,
+    Healthcheck,
 )
 from deployer.config import registry_of
 from deployer.errors import ContainerError, ContainerMissing, DockerError, RegistryError
+from deployer.logs import container_secrets, redact
 from deployer.registries import (
     Credentials,
     RegistryLogins,
@@ -136,23 +139,18 @@ class DockerBackend:
             raise DockerError(f"cannot remove image {reference}: {_why(err)}") from err
 
     def start(self, spec: ContainerSpec) -> ContainerInfo:
-        """Create and start a container from spec."""
+        """Create and start a container from spec; no secret value reaches the error."""
         try:
-            container = self.client.containers.run(
-                spec.image,
-                name=spec.name,
-                detach=True,
-                labels=spec.labels,
-                environment=spec.environment,
-                network_mode=spec.network if spec.network in ("host", "bridge") else None,
-                network=None if spec.network in ("host", "bridge") else spec.network,
-                ports=spec.published or None,
-                restart_policy={"Name": "unless-stopped"},
-            )
+            container = self.client.containers.run(spec.image, **run_arguments(spec))
         except ENGINE_ERRORS as err:
-            raise ContainerError(
-                spec.name, f"cannot start {spec.name} from {spec.image}: {_why(err)}"
-            ) from err
+            why = _why(err)
+            redacted = redact(why, container_secrets(spec.secret_environment.values()))
+            error = ContainerError(
+                spec.name, f"cannot start {spec.name} from {spec.image}: {redacted}"
+            )
+            if redacted != why:  # the engine's own text held a secret: do not chain it
+                raise error from None
+            raise error from err
         return self.inspect(container.id)
 
     def inspect(self, container_id: str) -> ContainerInfo:
@@ -322,6 +320,65 @@ def _load_docker_config(path: Path) -> Any:
     if not isinstance(data, dict) or not data:
         return docker.auth.AuthConfig({})
     return docker.auth.load_config(config_dict=data)
+
+
+def run_arguments(spec: ContainerSpec) -> dict[str, Any]:
+    """docker-py's `containers.run` keyword arguments for spec (pure); unset options left out."""
+    named_network = spec.network not in ("host", "bridge")
+    arguments = {
+        "name": spec.name,
+        "detach": True,
+        "labels": spec.labels,
+        "environment": {**spec.secret_environment, **spec.environment},
+        "network_mode": None if named_network else spec.network,
+        "network": spec.network if named_network else None,
+        "ports": spec.published or None,
+        "restart_policy": _restart_policy(spec),
+        "command": list(spec.command) if spec.command is not None else None,
+        "entrypoint": list(spec.entrypoint) if spec.entrypoint is not None else None,
+        "user": spec.user,
+        "working_dir": spec.working_dir,
+        "volumes": list(spec.volumes) or None,
+        "tmpfs": spec.tmpfs or None,
+        "extra_hosts": spec.extra_hosts or None,
+        "mem_limit": spec.memory,
+        "nano_cpus": spec.nano_cpus,
+        "pids_limit": spec.pids_limit,
+        "ulimits": [
+            docker.types.Ulimit(name=limit.name, soft=limit.soft, hard=limit.hard)
+            for limit in spec.ulimits
+        ]
+        or None,
+        "log_config": _log_config(spec),
+        "stop_signal": spec.stop_signal,
+        "healthcheck": _healthcheck(spec.healthcheck),
+    }
+    return {key: value for key, value in arguments.items() if value is not None}
+
+
+def _restart_policy(spec: ContainerSpec) -> dict[str, Any]:
+    if spec.restart == "on-failure":
+        return {"Name": spec.restart, "MaximumRetryCount": spec.restart_retries}
+    return {"Name": spec.restart}
+
+
+def _log_config(spec: ContainerSpec) -> docker.types.LogConfig | None:
+    if spec.log_driver is None and not spec.log_options:
+        return None
+    # An empty type is the engine's default driver (as `docker run --log-opt` alone).
+    return docker.types.LogConfig(type=spec.log_driver or "", config=dict(spec.log_options))
+
+
+def _healthcheck(healthcheck: Healthcheck | None) -> dict[str, Any] | None:
+    if healthcheck is None:
+        return None
+    return {  # durations in nanoseconds; an empty test and zeros keep the image's
+        "test": list(healthcheck.test),
+        "interval": healthcheck.interval,
+        "timeout": healthcheck.timeout,
+        "start_period": healthcheck.start_period,
+        "retries": healthcheck.retries,
+    }
 
 
 def _why(err: Exception) -> str:

@@ -12,20 +12,29 @@ it never rolls the release back; the drain and retire are finished then, or by t
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from deployer.backends.base import Backend, ContainerInfo
 from deployer.config import Config, ServiceConfig
 from deployer.deploy import Steps
-from deployer.errors import ContainerMissing, DockerError, FinishLater, NoFreePort
+from deployer.errors import (
+    ContainerMissing,
+    DockerError,
+    FinishLater,
+    HealthCheckFailed,
+    NoFreePort,
+)
 from deployer.fleet import Fleet, Serving
+from deployer.logs import container_secrets, redact
 from deployer.models import Deployment, DeploymentState, StepState, utc_now
 from deployer.nginx import NginxConfigurator, Reloaded
 from deployer.nginx_workers import Workers
 from deployer.rollout.containers import container_names, make_container_spec
+from deployer.rollout.environment import read_secret_environment
 from deployer.rollout.health import Probe, http_probe, wait_until_healthy
 from deployer.rollout.ports import pick_port, port_is_free
 from deployer.watch import describe
@@ -46,6 +55,7 @@ class BlueGreen:
         stopping: threading.Event,
         probe: Probe = http_probe,
         is_port_free: Callable[[int], bool] = port_is_free,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
@@ -54,6 +64,7 @@ class BlueGreen:
         self.stopping = stopping
         self.probe = probe
         self.is_port_free = is_port_free
+        self.environ = os.environ if environ is None else environ  # env_file `KEY`, secret_env
 
     def rollout(
         self, deployment: Deployment, service: ServiceConfig, steps: Steps
@@ -96,6 +107,7 @@ class BlueGreenRollout:
         self.step = steps
         self.switched = deployment.switched_at is not None
         self.old: Serving | None = strategy.fleet.serving(deployment.service)
+        self.secrets: list[str] = []  # the new containers' env_file/secret_env values
 
     def run(self) -> DeploymentState:
         """The steps; returns the final state or raises a DeployerError."""
@@ -153,20 +165,24 @@ class BlueGreenRollout:
         with self.step("start") as step:
             keep = self.old.ids if self.old is not None else set()
             notes = strategy.remove_leftovers(name, keep)
-            containers = self._start(digest)
+            containers, environment = self._start(digest)
             started = ", ".join(f"{c.name} ({c.short_id}) on {c.address}" for c in containers)
-            step.detail = "; ".join([started, *notes])
+            step.detail = "; ".join(filter(None, [started, environment, *notes]))
         with self.step("healthy") as step:
-            details = [
-                wait_until_healthy(
-                    strategy.backend,
-                    container,
-                    self.service.health,
-                    strategy.stopping,
-                    strategy.probe,
-                )
-                for container in containers
-            ]
+            try:
+                details = [
+                    wait_until_healthy(
+                        strategy.backend,
+                        container,
+                        self.service.health,
+                        strategy.stopping,
+                        strategy.probe,
+                    )
+                    for container in containers
+                ]
+            except HealthCheckFailed as err:  # the app may print its environment
+                err.logs = redact(err.logs, self.secrets)
+                raise
             step.detail = (
                 details[0]
                 if len(details) == 1
@@ -243,8 +259,11 @@ class BlueGreenRollout:
                 return f"{container.name} runs it but is {describe(info)}"
         return None
 
-    def _start(self, digest: str) -> list[ContainerInfo]:
+    def _start(self, digest: str) -> tuple[list[ContainerInfo], str]:
+        """Start every replica; return them and what their environment came from (names)."""
         strategy, deployment, service = self.strategy, self.deployment, self.service
+        secret = read_secret_environment(service, strategy.environ)
+        self.secrets = container_secrets(secret.values.values())
         taken = {
             int(port)
             for container in strategy.backend.list_managed(strategy.config.instance)
@@ -266,7 +285,7 @@ class BlueGreenRollout:
         # deployer killed), the containers are still found by these names and removed.
         deployment.container = self.new_names()[0]
         self.step.save()
-        return [
+        started = [
             strategy.backend.start(
                 make_container_spec(
                     deployment.service,
@@ -276,10 +295,12 @@ class BlueGreenRollout:
                     port,
                     strategy.config.instance,
                     replica,
+                    secret.values,
                 )
             )
             for replica, port in enumerate(ports, start=1)
         ]
+        return started, secret.summary
 
     def _finish_after_restart(self) -> DeploymentState:
         """A deployment that switched before deployer stopped: finish its drain and retire."""

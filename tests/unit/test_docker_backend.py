@@ -1,12 +1,17 @@
-"""The Docker adapter's pure parts: engine attributes -> ContainerInfo."""
+"""The Docker adapter's pure parts: engine attributes -> ContainerInfo, specs -> docker-py's
+run arguments; and what reaches an error when the engine refuses a container."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
+import docker.errors
 import pytest
 
-from deployer.backends.docker import _parse_time, _to_info
+from deployer.backends.base import ContainerSpec, Healthcheck, Ulimit
+from deployer.backends.docker import DockerBackend, _parse_time, _to_info, run_arguments
+from deployer.errors import ContainerError
 
 
 @pytest.mark.parametrize(
@@ -39,3 +44,148 @@ def test_a_container_docker_restarted_once_is_running_not_stopped() -> None:
     )
 
     assert (info.status, info.restart_count, info.stopped) == ("running", 1, False)
+
+
+FULL_SPEC = ContainerSpec(
+    name="web-d1",
+    image="registry.example.com/acme/web@sha256:" + "cd" * 32,
+    labels={"deployer.service": "web", "com.example.team": "web"},
+    environment={"MODE": "prod", "PORT": "18003"},
+    network="host",
+    host_port=18003,
+    container_port=18003,
+    secret_environment={"MODE": "from-file", "DB_PASSWORD": "hunter2-db"},
+    command=("serve",),
+    entrypoint=("/bin/tini", "--"),
+    user="1000:1000",
+    working_dir="/srv/app",
+    volumes=("/srv/conf:/etc/app:ro", "cache:/cache:rw"),
+    tmpfs={"/run": "size=64m"},
+    extra_hosts={"db.internal": "10.0.0.5"},
+    memory=256 * 1024 * 1024,
+    nano_cpus=1_500_000_000,
+    pids_limit=200,
+    ulimits=(Ulimit("nofile", 1024, 4096),),
+    log_driver="json-file",
+    log_options={"max-size": "10m"},
+    stop_signal="SIGQUIT",
+    restart="on-failure",
+    restart_retries=5,
+    healthcheck=Healthcheck(test=("CMD-SHELL", "true"), interval=10_000_000_000, retries=3),
+)
+
+
+def test_every_spec_field_becomes_its_docker_py_argument() -> None:
+    assert run_arguments(FULL_SPEC) == {
+        "name": "web-d1",
+        "detach": True,
+        "labels": {"deployer.service": "web", "com.example.team": "web"},
+        # env wins over env_file (as in Compose), and PORT is deployer's
+        "environment": {"MODE": "prod", "DB_PASSWORD": "hunter2-db", "PORT": "18003"},
+        "network_mode": "host",
+        "restart_policy": {"Name": "on-failure", "MaximumRetryCount": 5},
+        "command": ["serve"],
+        "entrypoint": ["/bin/tini", "--"],
+        "user": "1000:1000",
+        "working_dir": "/srv/app",
+        "volumes": ["/srv/conf:/etc/app:ro", "cache:/cache:rw"],
+        "tmpfs": {"/run": "size=64m"},
+        "extra_hosts": {"db.internal": "10.0.0.5"},
+        "mem_limit": 256 * 1024 * 1024,
+        "nano_cpus": 1_500_000_000,
+        "pids_limit": 200,
+        "ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 4096}],
+        "log_config": {"Type": "json-file", "Config": {"max-size": "10m"}},
+        "stop_signal": "SIGQUIT",
+        "healthcheck": {
+            "test": ["CMD-SHELL", "true"],
+            "interval": 10_000_000_000,
+            "timeout": 0,
+            "start_period": 0,
+            "retries": 3,
+        },
+    }
+
+
+def test_a_spec_without_options_asks_for_what_deployer_always_did() -> None:
+    spec = replace_options(FULL_SPEC)
+
+    assert run_arguments(spec) == {
+        "name": "web-d1",
+        "detach": True,
+        "labels": {"deployer.service": "web", "com.example.team": "web"},
+        "environment": {"MODE": "prod", "PORT": "18003"},
+        "network_mode": "host",
+        "restart_policy": {"Name": "unless-stopped"},
+    }
+
+
+def test_log_options_alone_go_to_the_engines_default_driver() -> None:
+    spec = dataclasses.replace(replace_options(FULL_SPEC), log_options={"max-size": "1m"})
+
+    assert run_arguments(spec)["log_config"] == {"Type": "", "Config": {"max-size": "1m"}}
+
+
+def test_a_bridge_and_a_named_network() -> None:
+    bridge = dataclasses.replace(
+        replace_options(FULL_SPEC), network="bridge", published={"8080/tcp": ("127.0.0.1", 1)}
+    )
+    named = dataclasses.replace(replace_options(FULL_SPEC), network="backend")
+
+    assert run_arguments(bridge)["network_mode"] == "bridge"
+    assert run_arguments(bridge)["ports"] == {"8080/tcp": ("127.0.0.1", 1)}
+    assert (run_arguments(named)["network"], "network_mode" in run_arguments(named)) == (
+        "backend",
+        False,
+    )
+
+
+class RefusingContainers:
+    """docker-py's `client.containers` whose run() fails as the engine answers."""
+
+    def __init__(self, explanation: str) -> None:
+        self.explanation = explanation
+
+    def run(self, image: str, **arguments: object) -> None:
+        raise docker.errors.APIError("400 Client Error: Bad Request", explanation=self.explanation)
+
+
+class RefusingClient:
+    def __init__(self, explanation: str) -> None:
+        self.containers = RefusingContainers(explanation)
+
+
+def test_a_secret_value_the_engine_echoes_is_redacted_and_not_chained() -> None:
+    backend = DockerBackend(lambda: RefusingClient('invalid environment variable: =hunter2-db "x"'))
+
+    with pytest.raises(ContainerError) as caught:
+        backend.start(FULL_SPEC)
+
+    assert str(caught.value) == (
+        f'cannot start web-d1 from {FULL_SPEC.image}: invalid environment variable: =[redacted] "x"'
+    )
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
+
+
+def test_an_engine_error_without_secrets_keeps_its_cause() -> None:
+    backend = DockerBackend(lambda: RefusingClient("Minimum memory limit allowed is 6MB"))
+
+    with pytest.raises(ContainerError) as caught:
+        backend.start(FULL_SPEC)
+
+    assert str(caught.value).endswith(": Minimum memory limit allowed is 6MB")
+    assert isinstance(caught.value.__cause__, docker.errors.APIError)
+
+
+def replace_options(spec: ContainerSpec) -> ContainerSpec:
+    """spec with every run option at its default."""
+    return ContainerSpec(
+        spec.name,
+        spec.image,
+        spec.labels,
+        spec.environment,
+        spec.network,
+        spec.host_port,
+        spec.container_port,
+    )
