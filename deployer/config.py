@@ -34,6 +34,7 @@ from deployer.container_options import (
 )
 from deployer.errors import ConfigError
 from deployer.resources import TEMPLATES
+from deployer.swarm_options import NODE_ADDRESS, Engine, SwarmOptions, swarm_option_checks
 
 DEFAULT_TEMPLATE = TEMPLATES / "nginx" / "upstreams.conf.j2"
 DEFAULT_CONFIG_PATH = Path("config/deployer.yml")
@@ -112,6 +113,20 @@ def _registry_host(value: str) -> str:
 
 
 RegistryHost = Annotated[str, AfterValidator(_registry_host)]
+
+
+def _node_address(value: str) -> str:
+    if not NODE_ADDRESS.match(value):
+        raise PydanticCustomError(
+            "node_address",
+            "expected a node's address nginx can reach (a host name, IPv4 or [IPv6], no port), "
+            "got {value}",
+            {"value": repr(value)},
+        )
+    return value
+
+
+NodeAddress = Annotated[str, AfterValidator(_node_address)]
 FinishedState = Literal["succeeded", "failed", "skipped", "superseded"]
 
 
@@ -182,18 +197,19 @@ class HealthConfig(_Frozen):
         return value
 
 
-class ServiceConfig(ContainerOptions):
+class ServiceConfig(ContainerOptions, SwarmOptions):
     """One service: which image it runs, what triggers it, and how it is checked and switched.
 
     The keys of ContainerOptions (deployer/container_options.py) say how its container runs:
-    command, volumes, limits, restart policy, healthcheck, ...
+    command, volumes, limits, restart policy, healthcheck, ...; those of SwarmOptions
+    (deployer/swarm_options.py) how it runs as a Swarm service (`engine: swarm`).
     """
 
     image: str
     repository: str = ""
     tag: str = Field(default="latest", pattern=DOCKER_TAG)
     network: str = "host"
-    ports: PortRange
+    ports: PortRange | None = None  # required, except for Swarm's ingress and dns publishing
     port: Port = 8080
     env: dict[str, str] = Field(default_factory=dict)
     health: HealthConfig = HealthConfig()
@@ -309,7 +325,16 @@ class Config(_Frozen):
     read: ReadConfig = ReadConfig()
     notify: list[NotifyTarget] = Field(default_factory=list)
     registries: dict[RegistryHost, RegistryConfig] = Field(default_factory=dict)
+    engine: Engine = "docker"  # each service's default: containers, or Swarm services
+    nodes: list[NodeAddress] = Field(default_factory=list)  # Swarm publish: ingress
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _service_engines(self) -> Config:
+        for service in self.services.values():
+            if service.engine is None:
+                object.__setattr__(service, "engine", self.engine)
+        return self
 
     @field_validator("instance")
     @classmethod
@@ -435,24 +460,30 @@ def _name_checks(data: dict[str, Any]) -> list[str]:
 
 def _cross_checks(config: Config) -> list[str]:
     problems: list[str] = []
-    items = list(config.services.items())
-    for name, service in items:
+    pools = [
+        (name, service, service.ports)
+        for name, service in config.services.items()
+        if service.ports is not None
+    ]
+    for name, service in config.services.items():
+        if service.engine == "docker" and service.ports is None:
+            problems.append(f"services.{name}.ports: required")
+    for name, service, ports in pools:
         # the old release's containers keep their ports until retired (stop-first: until the
-        # new one is healthy, to start them again if it is not)
+        # new one is healthy, to start them again if it is not); Swarm: swarm_option_checks
         needed = 2 * service.replicas
-        if len(list(service.ports)) < needed:
+        if service.engine == "docker" and len(list(ports)) < needed:
             problems.append(
-                f"services.{name}.ports: {service.ports} has {len(list(service.ports))} ports; "
+                f"services.{name}.ports: {ports} has {len(list(ports))} ports; "
                 f"{service.replicas} replica(s) need {needed} (the old and the new release)"
             )
-    for index, (name, service) in enumerate(items):
-        for other_name, other in items[:index]:
-            if service.ports.overlaps(other.ports):
+    for index, (name, _, ports) in enumerate(pools):
+        for other_name, _, other in pools[:index]:
+            if ports.overlaps(other):
                 problems.append(
-                    f"services.{name}.ports: {service.ports} overlaps "
-                    f"services.{other_name}.ports ({other.ports})"
+                    f"services.{name}.ports: {ports} overlaps services.{other_name}.ports ({other})"
                 )
-    return problems + container_option_checks(config.services)
+    return problems + container_option_checks(config.services) + swarm_option_checks(config)
 
 
 def _secret_checks(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:

@@ -5,8 +5,10 @@ pinned `repo@sha256:...`, UpdateConfig start-first + rollback, RollbackConfig, l
 each write the service is read again (its version is the optimistic lock); an "update out of
 sequence" answer means someone wrote in between: read again and write once more. SDK and
 transport exceptions are translated once, by `engine_errors`, into deployer.errors classes.
-Registry credentials: the SDK sends the client's stored credentials for the image's registry
-with every create/update (X-Registry-Auth), so nodes can pull (the CLI's --with-registry-auth).
+Registry credentials (the CLI's --with-registry-auth): resolve, create and update send exactly
+the credentials the container backend would (deployer's `registries:` entry, else the Docker
+client config's, else none; `credentials`), so every node can pull the pinned image; the
+manager stores them with the service for its tasks.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import docker
+import docker.auth
 import docker.errors
 import requests
 
@@ -30,7 +33,9 @@ from deployer.backends.swarm_types import (
     TaskInfo,
     WriteResult,
 )
+from deployer.config import registry_of
 from deployer.errors import DockerError, RegistryError, ServiceError
+from deployer.registries import Credentials, is_refusal, refused
 
 log = logging.getLogger(__name__)
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
@@ -53,14 +58,22 @@ def engine_errors(service: str, action: str) -> Iterator[None]:
         raise ServiceError(service, f"cannot {action}: {_explain(err)}") from err
 
 
+Chooser = Callable[[str], Credentials]  # image -> the credentials its registry gets
+
+
 class SwarmBackend:
     """Swarm services on a manager node, through the docker SDK (client built lazily)."""
 
-    def __init__(self, make_client: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self, make_client: Callable[[], Any] | None = None, credentials: Chooser | None = None
+    ) -> None:
         self._make_client = make_client or docker.from_env
         self._client: Any = None
         self._lock = threading.Lock()
+        self._writing = threading.Lock()  # the SDK reads a write's credentials from the client
         self._hostnames: dict[str, str] = {}
+        self._addresses: dict[str, str] = {}
+        self._credentials = credentials  # None: the SDK's own (the client's Docker config)
 
     @property
     def client(self) -> Any:
@@ -75,12 +88,19 @@ class SwarmBackend:
     def resolve(self, image: str, tag: str) -> str:
         """The registry's current digest for image:tag (deployer pins it; the daemon won't)."""
         reference = f"{image}:{tag}"
+        credentials = self._credentials(image) if self._credentials else None
+        auth = dict(credentials.auth) if credentials is not None else None
         try:
-            digest: str = self.client.images.get_registry_data(reference).id
+            found = self.client.images.get_registry_data(reference, auth_config=auth)
         except ENGINE_ERRORS as err:
+            why = _why(err)
+            refusal = is_refusal(why) or getattr(err, "status_code", None) in (401, 403)
+            if credentials is not None and refusal:
+                raise RegistryError(reference, refused(reference, why, credentials)) from err
             raise RegistryError(
-                reference, f"cannot resolve {reference} at the registry: {_why(err)}"
+                reference, f"cannot resolve {reference} at the registry: {why}"
             ) from err
+        digest: str = found.id
         return digest
 
     def service(self, name: str) -> ServiceState | None:
@@ -97,7 +117,10 @@ class SwarmBackend:
     def create(self, spec: ServiceSpec) -> WriteResult:
         """Create the service from spec; returns its id and the engine's warnings."""
         document = make_service_document(spec, *self._file_ids(spec))
-        with engine_errors(spec.name, f"create Swarm service {spec.name}"):
+        with (
+            self._registry_auth(spec.image),
+            engine_errors(spec.name, f"create Swarm service {spec.name}"),
+        ):
             answer = self.client.api.create_service(**document)
         warnings = _warnings(answer)
         for warning in warnings:
@@ -139,20 +162,80 @@ class SwarmBackend:
             raise ServiceError(spec.name, f"Swarm service {spec.name} no longer exists")
         state = parse_service(current)
         _refuse_other_instance(spec, state)
-        with engine_errors(spec.name, f"update Swarm service {spec.name}"):
+        with (
+            self._registry_auth(spec.image),
+            engine_errors(spec.name, f"update Swarm service {spec.name}"),
+        ):
             answer = self.client.api.update_service(state.id, state.version, **document)
         return state, answer
+
+    def rollback(self, name: str) -> None:
+        """Ask Swarm to roll the service back to its previous spec (server-side, as `docker
+        service rollback`: with the rollback config's pace). The SDK has no call for it."""
+        current = self._inspect(name)
+        if current is None:
+            raise ServiceError(name, f"Swarm service {name} no longer exists")
+        api = self.client.api
+        url = f"{api.base_url}/v{api.api_version}/services/{current['ID']}/update"
+        version = (current.get("Version") or {}).get("Index", 0)
+        with engine_errors(name, f"roll Swarm service {name} back"):
+            answer = api.post(
+                url, params={"version": version, "rollback": "previous"}, json=current["Spec"]
+            )
+            answer.raise_for_status()
+
+    def node_addresses(self) -> list[str]:
+        """Addresses of the swarm's nodes that take tasks (ready and active), sorted."""
+        with engine_errors("swarm", "list the swarm's nodes"):
+            nodes: list[dict[str, Any]] = self.client.api.nodes()
+        return sorted(
+            {
+                (node.get("Status") or {}).get("Addr", "")
+                for node in nodes
+                if (node.get("Status") or {}).get("State") == "ready"
+                and (node.get("Spec") or {}).get("Availability", "active") == "active"
+            }
+            - {""}
+        )
+
+    @contextmanager
+    def _registry_auth(self, image: str) -> Iterator[None]:
+        """Make the SDK send exactly `credentials(image)` as X-Registry-Auth for one write.
+
+        docker-py takes a write's registry credentials from the client's auth configs (its
+        create_service/update_service have no parameter for them); writes are serialised here
+        so two services never send each other's.
+        """
+        if self._credentials is None:
+            yield
+            return
+        credentials = self._credentials(image)
+        registry = registry_of(image)
+        auths = {registry: dict(credentials.auth)} if credentials.auth else {}
+        api = self.client.api
+        with self._writing:
+            saved = api._auth_configs  # where docker-py keeps them (private)
+            # An empty config would make docker-py read ~/.docker again: keep one entry.
+            api._auth_configs = docker.auth.AuthConfig({"auths": auths or {registry: {}}})
+            try:
+                yield
+            finally:
+                api._auth_configs = saved
 
     def tasks(self, service: str) -> list[TaskInfo]:
         """Every task Swarm still keeps for the service (name or id), current and history."""
         with engine_errors(service, f"list the tasks of Swarm service {service}"):
             found: list[dict[str, Any]] = self.client.api.tasks(filters={"service": service})
             if any(task.get("NodeID") not in self._hostnames for task in found):
+                nodes = self.client.api.nodes()
                 self._hostnames = {
                     node["ID"]: (node.get("Description") or {}).get("Hostname", node["ID"])
-                    for node in self.client.api.nodes()
+                    for node in nodes
                 }
-        return [parse_task(task, self._hostnames) for task in found]
+                self._addresses = {
+                    node["ID"]: (node.get("Status") or {}).get("Addr", "") for node in nodes
+                }
+        return [parse_task(task, self._hostnames, self._addresses) for task in found]
 
     def task_logs(self, task: TaskInfo, tail: int = 20) -> str:
         """The task's last output lines (and its HEALTHCHECK's last probe), or why not."""

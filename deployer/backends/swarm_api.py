@@ -24,6 +24,7 @@ from deployer.backends.swarm_types import (
     TaskInfo,
     UpdatePolicy,
     UpdateState,
+    parse_port,
 )
 
 NANOSECONDS = 1_000_000_000
@@ -47,7 +48,24 @@ def make_service_document(
         "mode": {"Replicated": {"Replicas": spec.replicas}},
         "update_config": make_update_config(spec.update),
         "rollback_config": make_rollback_config(spec.update),
+        "endpoint_spec": make_endpoint_spec(spec),
     }
+
+
+def make_endpoint_spec(spec: ServiceSpec) -> Document | None:
+    """EndpointSpec: ingress publishes the target port on every node; dns is DNS round-robin
+    (no virtual IP, no published port); host networking has none."""
+    if spec.publish == "ingress":
+        port = {
+            "Protocol": "tcp",
+            "TargetPort": spec.target_port,
+            "PublishedPort": spec.published_port,
+            "PublishMode": "ingress",
+        }
+        return {"Mode": "vip", "Ports": [port]}
+    if spec.publish == "dns":
+        return {"Mode": "dnsrr"}
+    return None
 
 
 def make_task_template(
@@ -61,8 +79,10 @@ def make_task_template(
             "Delay": nanoseconds(spec.restart_delay),
             "MaxAttempts": 0,
         },
-        "Networks": [{"Target": spec.network}],
+        "Networks": [{"Target": spec.network}] if spec.network else [],
     }
+    if spec.log_driver is not None:
+        template["LogDriver"] = {"Name": spec.log_driver, "Options": dict(spec.log_options)}
     resources = make_resources(spec.resources)
     if resources:
         template["Resources"] = resources
@@ -87,6 +107,18 @@ def make_container_spec(
         container["Command"] = list(spec.command)
     if spec.args is not None:
         container["Args"] = list(spec.args)
+    for key, value in (("User", spec.user), ("Dir", spec.working_dir)):
+        if value is not None:
+            container[key] = value
+    if spec.stop_signal is not None:
+        container["StopSignal"] = spec.stop_signal
+    if spec.mounts:
+        container["Mounts"] = [
+            {"Type": m.kind, "Source": m.source, "Target": m.target, "ReadOnly": m.read_only}
+            for m in spec.mounts
+        ]
+    if spec.hosts:
+        container["Hosts"] = list(spec.hosts)
     if spec.secrets:
         container["Secrets"] = [
             {"SecretID": secret_ids[ref.name], "SecretName": ref.name, "File": _file(ref)}
@@ -181,8 +213,13 @@ def parse_service(attrs: Mapping[str, Any]) -> ServiceState:
     )
 
 
-def parse_task(attrs: Mapping[str, Any], hostnames: Mapping[str, str]) -> TaskInfo:
-    """A TaskInfo from one entry of the engine's task list; hostnames maps node id -> name."""
+def parse_task(
+    attrs: Mapping[str, Any],
+    hostnames: Mapping[str, str],
+    addresses: Mapping[str, str] | None = None,
+) -> TaskInfo:
+    """A TaskInfo from one entry of the engine's task list; hostnames and addresses map node
+    id -> hostname and node id -> address (Status.Addr)."""
     status: Mapping[str, Any] = attrs.get("Status") or {}
     container: Mapping[str, Any] = status.get("ContainerStatus") or {}
     container_spec = (attrs.get("Spec") or {}).get("ContainerSpec") or {}
@@ -204,10 +241,11 @@ def parse_task(attrs: Mapping[str, Any], hostnames: Mapping[str, str]) -> TaskIn
         exit_code=int(exit_code) if exit_code is not None and state != "running" else None,
         image=image,
         digest=digest_of(image),
-        port=_env_port(container_spec),
+        port=_env_port(container_spec, int(slot) if slot is not None else None),
         container_id=container.get("ContainerID", "") or "",
         created_at=parse_engine_time(attrs.get("CreatedAt")),
         state_since=parse_engine_time(status.get("Timestamp")),
+        node_address=(addresses or {}).get(node_id, ""),
     )
 
 
@@ -248,9 +286,10 @@ def _port(spec: Mapping[str, Any]) -> int | None:
     return _env_port((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {})
 
 
-def _env_port(container: Mapping[str, Any]) -> int | None:
+def _env_port(container: Mapping[str, Any], slot: int | None = None) -> int | None:
+    """$PORT: a port, a slot block's base (no slot) or the slot's port."""
     for item in container.get("Env") or []:
         key, _, value = str(item).partition("=")
-        if key == "PORT" and value.isdigit():
-            return int(value)
+        if key == "PORT":
+            return parse_port(value, slot)
     return None

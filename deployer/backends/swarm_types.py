@@ -18,6 +18,22 @@ from deployer.backends.base import LABEL_DEPLOYMENT, LABEL_DIGEST, LABEL_INSTANC
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 HOST_NETWORK = "host"
+SLOT = "{{.Task.Slot}}"  # Swarm expands this template in a task's environment
+
+
+def port_value(port: int, slot_ports: bool) -> str:
+    """$PORT in the spec: the port, or for a block of slot ports `<base/10>{{.Task.Slot}}`."""
+    return f"{port // 10}{SLOT}" if slot_ports else str(port)
+
+
+def parse_port(value: str, slot: int | None = None) -> int | None:
+    """$PORT from a spec: a port, or a slot block's base (slot None) or slot's port."""
+    if value.isdigit():
+        return int(value)
+    prefix = value.removesuffix(SLOT)
+    if prefix == value or not prefix.isdigit():
+        return None
+    return int(prefix) * 10 + (slot or 0)
 
 
 class UpdateState(enum.StrEnum):
@@ -81,12 +97,29 @@ class FileReference:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A bind mount (absolute source) or a named volume in the task's container."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "bind" if self.source.startswith("/") else "volume"
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     """Everything needed to create or update one Swarm service (pure data).
 
     The image is always pinned: `image@digest`. With host networking the app listens on
     `port`, handed to it as `$PORT`; rotate the port on every update (start-first cannot
-    reuse a host-mode port, moby#36934).
+    reuse a host-mode port, moby#36934). With `slot_ports` (several replicas on host
+    networking) `port` is a block's base, a multiple of 10, and the task in slot k listens on
+    base + k (`PORT=<base/10>{{.Task.Slot}}`), so replicas can share a node.
+    `publish` ingress publishes `target_port` as `published_port` through the routing mesh;
+    dns gives the service DNS round-robin endpoints (`tasks.<name>` on its overlay network).
     """
 
     name: str
@@ -109,6 +142,17 @@ class ServiceSpec:
     labels: dict[str, str] = field(default_factory=dict)
     stop_grace_period: float = 10.0
     restart_delay: float = 1.0
+    slot_ports: bool = False
+    publish: str = "host"  # host | ingress | dns
+    published_port: int | None = None  # ingress: the port on every node
+    target_port: int | None = None  # ingress and dns: the port the app listens on
+    user: str | None = None
+    working_dir: str | None = None
+    stop_signal: str | None = None
+    mounts: tuple[Mount, ...] = ()
+    hosts: tuple[str, ...] = ()  # `IP host` lines for /etc/hosts
+    log_driver: str | None = None
+    log_options: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not DIGEST.match(self.digest):
@@ -119,6 +163,12 @@ class ServiceSpec:
             raise ValueError(f"{self.name}: replicas must be >= 0, got {self.replicas}")
         if self.network == HOST_NETWORK and self.port is None:
             raise ValueError(f"{self.name}: host networking needs a port ($PORT for the app)")
+        if self.slot_ports and (self.port is None or self.port % 10):
+            raise ValueError(f"{self.name}: slot ports need a block base (a multiple of 10)")
+        if self.publish == "ingress" and (self.published_port is None or not self.target_port):
+            raise ValueError(f"{self.name}: ingress publishing needs published and target ports")
+        if self.publish != "host" and self.network == HOST_NETWORK:
+            raise ValueError(f"{self.name}: {self.publish} publishing cannot use host networking")
 
     @property
     def reference(self) -> str:
@@ -140,10 +190,13 @@ class ServiceSpec:
 
     @property
     def environment(self) -> dict[str, str]:
-        """The containers' environment: the service's env plus PORT with host networking."""
-        if self.port is None:
-            return dict(self.env)
-        return {**self.env, "PORT": str(self.port)}
+        """The containers' environment: the service's env plus PORT (host networking: the
+        release's port; ingress and dns: the target port)."""
+        if self.port is not None:
+            return {**self.env, "PORT": port_value(self.port, self.slot_ports)}
+        if self.target_port is not None:
+            return {**self.env, "PORT": str(self.target_port)}
+        return dict(self.env)
 
 
 @dataclass(frozen=True)
@@ -217,10 +270,16 @@ class TaskInfo:
     exit_code: int | None
     image: str
     digest: str | None
-    port: int | None  # $PORT in the task's spec (host networking)
+    port: int | None  # $PORT in the task's spec (host networking; slot ports expanded)
     container_id: str
     created_at: datetime | None
     state_since: datetime | None  # Status.Timestamp: when the task entered `state`
+    node_address: str = ""  # the node's address (Status.Addr): host-mode tasks listen there
+
+    @property
+    def name(self) -> str:
+        """`<service>.<slot>.<id prefix>`-like: the task's short name for messages and nginx."""
+        return f"slot {self.slot} ({self.short_id})" if self.slot is not None else self.short_id
 
     @property
     def short_id(self) -> str:
@@ -263,3 +322,12 @@ class SwarmEngine(Protocol):
     def service(self, name: str) -> ServiceState | None: ...
     def tasks(self, service: str) -> list[TaskInfo]: ...
     def task_logs(self, task: TaskInfo, tail: int = 20) -> str: ...
+
+
+class SwarmControl(SwarmEngine, Protocol):
+    """What the Swarm strategy, adoption and status need (the Swarm backend, or a fake)."""
+
+    def resolve(self, image: str, tag: str) -> str: ...
+    def apply(self, spec: ServiceSpec) -> WriteResult: ...
+    def rollback(self, name: str) -> None: ...
+    def node_addresses(self) -> list[str]: ...

@@ -272,7 +272,7 @@ class BlueGreenRollout:
         }
         ports = []
         for _ in range(service.replicas):
-            port = pick_port(service.ports, taken, strategy.is_port_free)
+            port = pick_port(service.ports or (), taken, strategy.is_port_free)
             if port is None:
                 raise NoFreePort(
                     deployment.service,

@@ -121,6 +121,7 @@ def test_a_full_spec_becomes_the_whole_service_document() -> None:
         "mode": {"Replicated": {"Replicas": 3}},
         "update_config": update_config,
         "rollback_config": {**update_config, "FailureAction": "pause"},
+        "endpoint_spec": None,  # host networking publishes nothing
     }
 
 
