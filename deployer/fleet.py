@@ -1,4 +1,5 @@
-"""Which containers serve each service now, and the nginx switch that changes them."""
+"""Which containers (or Swarm endpoints) serve each service now, and the nginx switch that
+changes them."""
 
 from __future__ import annotations
 
@@ -9,30 +10,42 @@ from datetime import datetime
 from typing import TypeVar
 
 from deployer.backends.base import ContainerInfo
-from deployer.models import Server, Upstream, utc_now
+from deployer.models import Endpoint, Server, Upstream, utc_now
 
 Applied = TypeVar("Applied")
+Member = ContainerInfo | Endpoint  # what nginx sends traffic to: a container, a Swarm endpoint
 
 
 @dataclass(frozen=True)
 class Serving:
-    """The containers serving a service (its replicas, one release), and since when."""
+    """What serves a service (its replicas, one release; during a Swarm update the old and the
+    new release's endpoints), and since when. The first member's digest is the release's."""
 
-    containers: tuple[ContainerInfo, ...]
+    members: tuple[Member, ...]
     since: datetime
 
     @property
+    def containers(self) -> tuple[ContainerInfo, ...]:
+        """The containers (a container service's members; none for a Swarm service)."""
+        return tuple(member for member in self.members if isinstance(member, ContainerInfo))
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """The Swarm endpoints (none for a container service)."""
+        return tuple(member for member in self.members if isinstance(member, Endpoint))
+
+    @property
     def digest(self) -> str:
-        return self.containers[0].digest
+        return self.members[0].digest
 
     @property
     def ids(self) -> set[str]:
-        return {container.id for container in self.containers}
+        return {member.id for member in self.members}
 
     @property
     def names(self) -> str:
         """`web-1a2b, web-3c4d`: for messages."""
-        return ", ".join(container.name for container in self.containers)
+        return ", ".join(member.name for member in self.members)
 
 
 class Fleet:
@@ -51,18 +64,16 @@ class Fleet:
     def serving(self, service: str) -> Serving | None:
         return self._serving.get(service)
 
-    def upstreams(
-        self, replace: Mapping[str, Sequence[ContainerInfo]] | None = None
-    ) -> list[Upstream]:
+    def upstreams(self, replace: Mapping[str, Sequence[Member]] | None = None) -> list[Upstream]:
         """One upstream per configured service, with `replace` standing in for current ones."""
-        current = {name: serving.containers for name, serving in self._serving.items()}
-        current.update({name: tuple(containers) for name, containers in (replace or {}).items()})
+        current = {name: serving.members for name, serving in self._serving.items()}
+        current.update({name: tuple(members) for name, members in (replace or {}).items()})
         return [_upstream(name, current.get(name, ())) for name in self._services]
 
     def switch(
         self,
         service: str,
-        containers: Sequence[ContainerInfo],
+        containers: Sequence[Member],
         apply: Callable[[Sequence[Upstream]], Applied],
         since: datetime | None = None,
     ) -> Applied:
@@ -74,12 +85,18 @@ class Fleet:
             self._serving = {**self._serving, service: serving}
             return applied
 
-    def adopt(self, service: str, containers: Sequence[ContainerInfo], since: datetime) -> None:
+    def adopt(self, service: str, containers: Sequence[Member], since: datetime) -> None:
         """Record containers found running at start (nginx is re-rendered afterwards)."""
         with self._switching:
             self._serving = {**self._serving, service: Serving(tuple(containers), since)}
 
 
-def _upstream(service: str, containers: Sequence[ContainerInfo]) -> Upstream:
-    servers = (Server(c.address, c.name, c.digest) for c in containers)
+def _upstream(service: str, members: Sequence[Member]) -> Upstream:
+    servers = (_server(member) for member in members)
     return Upstream(service, tuple(sorted(servers, key=lambda server: server.address)))
+
+
+def _server(member: Member) -> Server:
+    if isinstance(member, Endpoint):
+        return Server(member.address, member.name, member.digest, member.parameters, member.kind)
+    return Server(member.address, member.name, member.digest)

@@ -24,11 +24,29 @@ class PushEvent:
 
 @dataclass(frozen=True)
 class Server:
-    """One container nginx sends a service's traffic to."""
+    """One container (or Swarm endpoint) nginx sends a service's traffic to."""
 
     address: str  # host:port
-    container: str
+    container: str  # the container's name; for Swarm, the task, node or DNS name
     digest: str
+    parameters: str = ""  # nginx `server` parameters, e.g. `max_fails=0` or `resolve`
+    kind: str = "container"  # container | task | node | dns
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where nginx reaches a Swarm service: a task's port on its node (host publishing), a
+    node's published port (ingress) or the service's DNS name (dns)."""
+
+    address: str  # host:port
+    name: str  # the task (`slot 1 (3f2a...)`), node or DNS name
+    digest: str
+    kind: str = "task"  # task | node | dns
+    parameters: str = ""  # nginx `server` parameters
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{self.address}"
 
 
 @dataclass(frozen=True)
@@ -52,6 +70,11 @@ class Upstream:
     @property
     def digest(self) -> str | None:
         return self.servers[0].digest if self.servers else None
+
+    @property
+    def zone(self) -> bool:
+        """True when a server is re-resolved at run time (`resolve` needs a shared zone)."""
+        return any("resolve" in server.parameters.split() for server in self.servers)
 
 
 class DeploymentState(enum.StrEnum):

@@ -1,0 +1,105 @@
+"""The engine's view of deployer's Swarm services, kept current in the background.
+
+Readers (/status, the page, /metrics, rollback's "runs it already" check) read this memory and
+never wait on the engine. A thread re-reads every Swarm service and its tasks every REFRESH
+seconds (2 s), and the Swarm strategy re-reads a service right after each of its steps, so
+what a reader sees is at most REFRESH seconds plus one read old. While the engine cannot be
+reached, the last state read is kept and shown with the time it was read and the error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from deployer.backends.base import LABEL_DEPLOYMENT
+from deployer.backends.swarm_types import ServiceState, SwarmEngine, TaskInfo
+from deployer.errors import DockerError
+from deployer.models import utc_now
+from deployer.rollout.swarm_status import SwarmStatus, make_status
+
+log = logging.getLogger(__name__)
+REFRESH = 2.0  # seconds between two reads of every Swarm service
+
+
+@dataclass(frozen=True)
+class SwarmSnapshot:
+    """One service as last read: its state (None: no such service), tasks and status."""
+
+    state: ServiceState | None
+    tasks: tuple[TaskInfo, ...]
+    status: SwarmStatus | None
+    read_at: datetime
+    error: str | None = None  # the last read failed: what it said (the rest is older)
+
+
+class SwarmView:
+    """Swarm services by name, re-read every `refresh` seconds in one background thread."""
+
+    def __init__(
+        self, engine: SwarmEngine, services: Iterable[str], refresh: float = REFRESH
+    ) -> None:
+        self.engine = engine
+        self.services = sorted(services)
+        self.refresh = refresh
+        self._seen: dict[str, SwarmSnapshot] = {}
+        self._writing = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def get(self, name: str) -> SwarmSnapshot | None:
+        """The service as last read (None: never read yet)."""
+        return self._seen.get(name)
+
+    def deployments(self) -> set[str]:
+        """Ids of the deployments that wrote the services now on the engine (as last read)."""
+        return {
+            snapshot.state.labels[LABEL_DEPLOYMENT]
+            for snapshot in self._seen.values()
+            if snapshot.state is not None and LABEL_DEPLOYMENT in snapshot.state.labels
+        }
+
+    def start(self) -> None:
+        """Read every service once, then keep re-reading them in a background thread."""
+        if not self.services:
+            return
+        self.read_all()
+        self._thread = threading.Thread(target=self._follow, name="swarm-view", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def read_all(self) -> None:
+        for name in self.services:
+            self.read(name)
+
+    def read(self, name: str) -> None:
+        """Re-read one service and its tasks."""
+        try:
+            state = self.engine.service(name)
+            tasks = tuple(self.engine.tasks(state.id)) if state is not None else ()
+        except DockerError as err:
+            with self._writing:
+                old = self._seen.get(name)
+                error = str(err).splitlines()[0]
+                if old is None:
+                    self._seen = {**self._seen, name: SwarmSnapshot(None, (), None, utc_now(), error)}
+                else:
+                    self._seen = {**self._seen, name: _with_error(old, error)}
+            return
+        status = make_status(state, tasks) if state is not None else None
+        snapshot = SwarmSnapshot(state, tasks, status, utc_now())
+        with self._writing:
+            self._seen = {**self._seen, name: snapshot}
+
+    def _follow(self) -> None:
+        while not self._stopping.wait(self.refresh):
+            self.read_all()
+
+
+def _with_error(old: SwarmSnapshot, error: str) -> SwarmSnapshot:
+    return SwarmSnapshot(old.state, old.tasks, old.status, old.read_at, error)
