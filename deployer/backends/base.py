@@ -96,7 +96,7 @@ class ContainerInfo:
     image: str
     digest: str
     deployment: str
-    address: str  # host:port that nginx and the health check use
+    address: str  # host:port that nginx and the health check use; "" when it has none
     status: str  # created | running | exited | restarting | dead | ...
     health: str | None  # the image HEALTHCHECK's status, None when the image has none
     started_at: datetime | None

@@ -151,7 +151,15 @@ class DockerBackend:
             if redacted != why:  # the engine's own text held a secret: do not chain it
                 raise error from None
             raise error from err
-        return self.inspect(container.id)
+        info = self.inspect(container.id)
+        if not info.address:
+            raise ContainerError(
+                spec.name,
+                f"{spec.name} has no IPv4 address on network {spec.network} (IPv6 only, or not "
+                "attached to it): nginx needs one to reach it; use a network with IPv4, or "
+                "network: bridge or host",
+            )
+        return info
 
     def inspect(self, container_id: str) -> ContainerInfo:
         """Fresh state of one container."""
@@ -407,12 +415,14 @@ def _to_info(attrs: dict[str, Any]) -> ContainerInfo:
 
 
 def _address(attrs: dict[str, Any], labels: dict[str, str]) -> str:
+    """host:port nginx reaches the container at; "" on a named network where it has no IPv4
+    address (never a guess: 127.0.0.1 there would be some other program)."""
     network = labels.get(LABEL_NETWORK, "host")
-    if network in ("host", "bridge"):
+    if network in ("host", "bridge"):  # bridge: the port is published on 127.0.0.1
         return f"{LOOPBACK}:{labels.get(LABEL_PORT, '0')}"
     networks = attrs.get("NetworkSettings", {}).get("Networks") or {}
-    address = (networks.get(network) or {}).get("IPAddress") or LOOPBACK
-    return f"{address}:{labels.get(LABEL_CONTAINER_PORT, '0')}"
+    address = (networks.get(network) or {}).get("IPAddress")
+    return f"{address}:{labels.get(LABEL_CONTAINER_PORT, '0')}" if address else ""
 
 
 def _parse_time(value: str | None) -> datetime | None:

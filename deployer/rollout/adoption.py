@@ -71,7 +71,8 @@ def plan_service(
 
     releases: dict[str, list[ContainerInfo]] = {}
     for container in containers:
-        if container.status == "running" and not known_unswitched(container):
+        usable = container.status == "running" and container.address  # nginx can reach it
+        if usable and not known_unswitched(container):
             releases.setdefault(container.deployment or container.id, []).append(container)
     best = max(releases.values(), key=lambda group: max(map(rank, group)), default=[])
     plan.serving = sorted(best, key=lambda container: container.name)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
 import docker.errors
 import pytest
@@ -188,4 +190,63 @@ def replace_options(spec: ContainerSpec) -> ContainerSpec:
         spec.network,
         spec.host_port,
         spec.container_port,
+    )
+
+
+def attrs_on(network: str, networks: dict[str, Any]) -> dict[str, Any]:
+    labels = {
+        "deployer.service": "web",
+        "deployer.network": network,
+        "deployer.port": "18000",
+        "deployer.container-port": "8080",
+    }
+    return {
+        "Id": "c" * 64,
+        "Name": "/web-d1",
+        "Config": {"Image": "img@sha256:1", "Labels": labels},
+        "State": {"Status": "running"},
+        "NetworkSettings": {"Networks": networks},
+    }
+
+
+@pytest.mark.parametrize(
+    ("network", "networks", "address"),
+    [
+        ("host", {}, "127.0.0.1:18000"),
+        ("bridge", {"bridge": {"IPAddress": "172.17.0.5"}}, "127.0.0.1:18000"),  # published
+        ("backend", {"backend": {"IPAddress": "10.5.0.7"}}, "10.5.0.7:8080"),
+        ("backend", {"backend": {"IPAddress": "", "GlobalIPv6Address": "fd00::7"}}, ""),
+        ("backend", {"other": {"IPAddress": "10.6.0.2"}}, ""),  # not attached to it
+    ],
+)
+def test_the_address_nginx_uses_and_none_without_an_ipv4_on_the_named_network(
+    network: str, networks: dict[str, Any], address: str
+) -> None:
+    assert _to_info(attrs_on(network, networks)).address == address
+
+
+class StubContainers:
+    """docker-py's containers collection, as far as `start` uses it."""
+
+    def __init__(self, attrs: dict[str, Any]) -> None:
+        self.attrs = attrs
+
+    def run(self, image: str, **kwargs: Any) -> Any:
+        return SimpleNamespace(id=self.attrs["Id"])
+
+    def get(self, container_id: str) -> Any:
+        return SimpleNamespace(attrs=self.attrs)
+
+
+def test_a_container_without_an_ipv4_address_fails_its_start_instead_of_guessing() -> None:
+    attrs = attrs_on("backend", {"backend": {"IPAddress": "", "GlobalIPv6Address": "fd00::7"}})
+    backend = DockerBackend(make_client=lambda: SimpleNamespace(containers=StubContainers(attrs)))
+    spec = ContainerSpec("web-d1", "img@sha256:1", {}, {}, "backend", 0, 8080)
+
+    with pytest.raises(ContainerError) as caught:
+        backend.start(spec)
+
+    assert str(caught.value) == (
+        "web-d1 has no IPv4 address on network backend (IPv6 only, or not attached to it): "
+        "nginx needs one to reach it; use a network with IPv4, or network: bridge or host"
     )
