@@ -98,8 +98,9 @@ class Deployer:
         self.make_rollout = make_rollout
         self.on_finished = on_finished
 
-    def run(self, deployment: Deployment) -> None:
-        """Carry out deployment; every outcome is recorded in the store, nothing is raised."""
+    def run(self, deployment: Deployment, make_rollout: RolloutFactory | None = None) -> None:
+        """Carry out deployment (by the service's strategy, or `make_rollout`); every outcome
+        is recorded in the store, nothing is raised."""
         deployment.state = DeploymentState.RUNNING
         deployment.started_at = deployment.started_at or utc_now()  # kept when resumed
         self.store.save(deployment)
@@ -108,7 +109,7 @@ class Deployer:
             service = self.config.services.get(deployment.service)
             if service is None:
                 raise DeployerError(f"service {deployment.service} is no longer in the config")
-            rollout = self.make_rollout(
+            rollout = (make_rollout or self.make_rollout)(
                 deployment, service, Steps(deployment, self.store, self.stopping)
             )
             deployment.state = rollout.run()

@@ -117,6 +117,23 @@ class ContainerInfo:
         return self.id[:12]
 
 
+@dataclass(frozen=True)
+class Unmanaged:
+    """What the engine says of a container deployer did not start (to take it over)."""
+
+    id: str
+    name: str
+    status: str
+    network_mode: str  # host, bridge, or a network name (docker run --network)
+    networks: dict[str, str]  # network name -> IPv4 address ("" when none)
+    published: dict[str, list[tuple[str, int]]]  # "8080/tcp" -> [(host ip, host port)]
+    image: str  # as it was run: repository[:tag] or an id
+    repo_digests: tuple[str, ...]  # repository@sha256:... of its image
+    image_id: str
+    environment: dict[str, str]
+    started_at: datetime | None
+
+
 class ContainerEvents(Protocol):
     """The engine's event stream for deployer's containers: ids of containers that changed.
 
@@ -143,4 +160,5 @@ class Backend(Protocol):
     def start_again(self, container_id: str) -> None: ...
     def remove(self, container_id: str) -> None: ...
     def list_managed(self, instance: str) -> list[ContainerInfo]: ...
+    def inspect_unmanaged(self, reference: str) -> Unmanaged: ...
     def events(self, instance: str) -> ContainerEvents: ...

@@ -36,6 +36,7 @@ from deployer.backends.base import (
     ContainerInfo,
     ContainerSpec,
     Healthcheck,
+    Unmanaged,
 )
 from deployer.config import registry_of
 from deployer.errors import ContainerError, ContainerMissing, DockerError, RegistryError
@@ -251,6 +252,21 @@ class DockerBackend:
             ) from err
         return [_to_info(container.attrs) for container in containers]
 
+    def inspect_unmanaged(self, reference: str) -> Unmanaged:
+        """A container by name or id, whoever started it, with its image's digests."""
+        try:
+            attrs = self.client.containers.get(reference).attrs
+            image_attrs = self.client.images.get(attrs["Image"]).attrs
+        except docker.errors.NotFound as err:
+            raise ContainerMissing(
+                reference, f"no container {reference!r} on the engine: {_why(err)}"
+            ) from err
+        except ENGINE_ERRORS as err:
+            raise ContainerError(
+                reference, f"cannot inspect container {reference!r}: {_why(err)}"
+            ) from err
+        return _to_unmanaged(attrs, image_attrs)
+
     def events(self, instance: str) -> DockerEvents:
         """The engine's container events for this instance, as a closable stream of ids."""
         try:
@@ -411,6 +427,35 @@ def _to_info(attrs: dict[str, Any]) -> ContainerInfo:
         started_at=_parse_time(state.get("StartedAt")),
         restart_count=int(attrs.get("RestartCount", 0) or 0),
         exit_code=state.get("ExitCode") if state.get("Status") != "running" else None,
+    )
+
+
+def _to_unmanaged(attrs: dict[str, Any], image: dict[str, Any]) -> Unmanaged:
+    settings = attrs.get("NetworkSettings") or {}
+    ports = settings.get("Ports") or {}
+    environment = dict(
+        entry.split("=", 1)
+        for entry in (attrs.get("Config") or {}).get("Env") or []
+        if "=" in entry
+    )
+    return Unmanaged(
+        id=attrs["Id"],
+        name=attrs.get("Name", "").lstrip("/"),
+        status=(attrs.get("State") or {}).get("Status", "unknown"),
+        network_mode=(attrs.get("HostConfig") or {}).get("NetworkMode") or "default",
+        networks={
+            name: network.get("IPAddress") or ""
+            for name, network in (settings.get("Networks") or {}).items()
+        },
+        published={
+            port: [(binding["HostIp"], int(binding["HostPort"])) for binding in bindings or []]
+            for port, bindings in ports.items()
+        },
+        image=(attrs.get("Config") or {}).get("Image", ""),
+        repo_digests=tuple(image.get("RepoDigests") or ()),
+        image_id=image.get("Id", ""),
+        environment=environment,
+        started_at=_parse_time((attrs.get("State") or {}).get("StartedAt")),
     )
 
 
