@@ -5,6 +5,15 @@
 The strategy (deployer/rollout/) decides which steps run and how a failure is undone; this
 module records every step with UTC times, turns errors into a failed deployment, and reports
 each finished one. See deployer/rollout/bluegreen.py for the container steps.
+
+The recovery rule (applied at every start by deployer/rollout/adoption.py, whose docstring has
+the table step by step): once a deployment's `nginx` step succeeded, its release is the one
+that serves, and a restart finishes its drain and retire (recorded, `succeeded`), never rolls
+it back; a deployment interrupted before that is recorded `failed: interrupted at <step>`,
+nginx is reloaded with the release that served before, and only then are the containers it
+started (found by the names recorded before the engine was asked) removed. A stop-first
+deployment cut off in its gap gets its old release started again. Nothing is removed while
+nginx may still send it traffic.
 """
 
 from __future__ import annotations
