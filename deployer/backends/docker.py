@@ -14,6 +14,7 @@ import re
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,23 @@ ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestExcep
 DOCKER_TIME = re.compile(
     r"(?P<when>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(?P<fraction>\d+))?(?P<zone>Z|[+-]\d\d:\d\d)?"
 )
+
+
+@contextmanager
+def container_errors(reference: str, action: str, gone_is_fine: bool = False) -> Iterator[None]:
+    """Translate the SDK's errors about container `reference`, once: not found ->
+    ContainerMissing (or nothing, when gone is what the caller wanted), anything else ->
+    ContainerError `cannot <action>: <why>`."""
+    try:
+        yield
+    except docker.errors.NotFound as err:
+        if gone_is_fine:
+            return
+        raise ContainerMissing(
+            reference, f"no container {reference!r} on the engine: {_why(err)}"
+        ) from err
+    except ENGINE_ERRORS as err:
+        raise ContainerError(reference, f"cannot {action}: {_why(err)}") from err
 
 
 class DockerBackend:
@@ -164,16 +182,8 @@ class DockerBackend:
 
     def inspect(self, container_id: str) -> ContainerInfo:
         """Fresh state of one container."""
-        try:
+        with container_errors(container_id, f"inspect container {container_id}"):
             container = self.client.containers.get(container_id)
-        except docker.errors.NotFound as err:
-            raise ContainerMissing(
-                container_id, f"container {container_id} is not on the engine: {_why(err)}"
-            ) from err
-        except ENGINE_ERRORS as err:
-            raise ContainerError(
-                container_id, f"cannot inspect container {container_id}: {_why(err)}"
-            ) from err
         return _to_info(container.attrs)
 
     def logs(self, container_id: str, tail: int = 20) -> str:
@@ -186,45 +196,25 @@ class DockerBackend:
 
     def stop(self, container_id: str, timeout: float) -> None:
         """SIGTERM (the image's STOPSIGNAL), then SIGKILL after timeout seconds; then remove."""
-        try:
+        with container_errors(container_id, f"stop container {container_id}", gone_is_fine=True):
             container = self.client.containers.get(container_id)
             container.stop(timeout=max(1, round(timeout)))
             container.remove(v=True)
-        except docker.errors.NotFound:
-            return
-        except ENGINE_ERRORS as err:
-            raise ContainerError(
-                container_id, f"cannot stop container {container_id}: {_why(err)}"
-            ) from err
 
     def halt(self, container_id: str, timeout: float) -> None:
         """SIGTERM, then SIGKILL after timeout seconds; the container stays (start_again)."""
-        try:
+        with container_errors(container_id, f"stop container {container_id}"):
             self.client.containers.get(container_id).stop(timeout=max(1, round(timeout)))
-        except ENGINE_ERRORS as err:
-            raise ContainerError(
-                container_id, f"cannot stop container {container_id}: {_why(err)}"
-            ) from err
 
     def start_again(self, container_id: str) -> None:
         """Start a stopped container again, as it was."""
-        try:
+        with container_errors(container_id, f"start container {container_id} again"):
             self.client.containers.get(container_id).start()
-        except ENGINE_ERRORS as err:
-            raise ContainerError(
-                container_id, f"cannot start container {container_id} again: {_why(err)}"
-            ) from err
 
     def remove(self, container_id: str) -> None:
         """Kill and remove a container at once (used to roll back a failed start)."""
-        try:
+        with container_errors(container_id, f"remove container {container_id}", gone_is_fine=True):
             self.client.containers.get(container_id).remove(force=True, v=True)
-        except docker.errors.NotFound:
-            return
-        except ENGINE_ERRORS as err:
-            raise ContainerError(
-                container_id, f"cannot remove container {container_id}: {_why(err)}"
-            ) from err
 
     def run_in(self, container: str, argv: Sequence[str]) -> tuple[int, str]:
         """Run argv inside a running container, as its user (docker exec): status, output."""
@@ -254,17 +244,9 @@ class DockerBackend:
 
     def inspect_unmanaged(self, reference: str) -> Unmanaged:
         """A container by name or id, whoever started it, with its image's digests."""
-        try:
+        with container_errors(reference, f"inspect container {reference!r}"):
             attrs = self.client.containers.get(reference).attrs
             image_attrs = self.client.images.get(attrs["Image"]).attrs
-        except docker.errors.NotFound as err:
-            raise ContainerMissing(
-                reference, f"no container {reference!r} on the engine: {_why(err)}"
-            ) from err
-        except ENGINE_ERRORS as err:
-            raise ContainerError(
-                reference, f"cannot inspect container {reference!r}: {_why(err)}"
-            ) from err
         return _to_unmanaged(attrs, image_attrs)
 
     def events(self, instance: str) -> DockerEvents:
