@@ -181,7 +181,7 @@ class FakeBackend:
             del self.containers[found.id]
             self.changed(found.id)
 
-    def list_managed(self, instance: str) -> list[ContainerInfo]:
+    def list_managed(self, instance: str, brief: bool = False) -> list[ContainerInfo]:
         return [
             container
             for container in self.containers.values()

@@ -24,6 +24,7 @@ import docker.auth
 import docker.errors
 import docker.types
 import requests
+from docker.models.containers import _create_container_args  # docker-py's own option mapping
 
 from deployer.backends.base import (
     LABEL_CONTAINER_PORT,
@@ -159,8 +160,13 @@ class DockerBackend:
 
     def start(self, spec: ContainerSpec) -> ContainerInfo:
         """Create and start a container from spec; no secret value reaches the error."""
+        # Create and start through the API (docker-py's own mapping of the options): two calls,
+        # where containers.run adds an inspect in between (the switch is on this path).
+        arguments = {**run_arguments(spec), "image": spec.image}
+        arguments["version"] = self.client.api._version
         try:
-            container = self.client.containers.run(spec.image, **run_arguments(spec))
+            created = self.client.api.create_container(**_create_container_args(arguments))
+            self.client.api.start(created["Id"])
         except ENGINE_ERRORS as err:
             why = _why(err)
             redacted = redact(why, container_secrets(spec.secret_environment.values()))
@@ -170,7 +176,7 @@ class DockerBackend:
             if redacted != why:  # the engine's own text held a secret: do not chain it
                 raise error from None
             raise error from err
-        info = self.inspect(container.id)
+        info = self.inspect(created["Id"])
         if not info.address:
             raise ContainerError(
                 spec.name,
@@ -225,8 +231,12 @@ class DockerBackend:
         output: bytes = result.output or b""
         return int(result.exit_code), output.decode(errors="replace").strip()
 
-    def list_managed(self, instance: str) -> list[ContainerInfo]:
-        """Every container (running or not) labelled for this deployer instance."""
+    def list_managed(self, instance: str, brief: bool = False) -> list[ContainerInfo]:
+        """Every container (running or not) labelled for this deployer instance. brief: from
+        the listing alone (one engine call: labels, name, state, address; no start time,
+        restart count or health), as picking a port or finding leftovers needs."""
+        if brief:
+            return self._list_brief(instance)
         try:
             # The list can hold a container another service's deployment is creating right
             # now, which the engine cannot inspect yet ("No such container"): skip it. Port
@@ -241,6 +251,17 @@ class DockerBackend:
                 f"cannot list containers of instance {instance}: {_why(err)}"
             ) from err
         return [_to_info(container.attrs) for container in containers]
+
+    def _list_brief(self, instance: str) -> list[ContainerInfo]:
+        try:
+            summaries = self.client.api.containers(
+                all=True, filters={"label": [f"{LABEL_INSTANCE}={instance}"]}
+            )
+        except ENGINE_ERRORS as err:
+            raise DockerError(
+                f"cannot list containers of instance {instance}: {_why(err)}"
+            ) from err
+        return [_to_info(_as_inspected(summary)) for summary in summaries]
 
     def inspect_unmanaged(self, reference: str) -> Unmanaged:
         """A container by name or id, whoever started it, with its image's digests."""
@@ -410,6 +431,18 @@ def _to_info(attrs: dict[str, Any]) -> ContainerInfo:
         restart_count=int(attrs.get("RestartCount", 0) or 0),
         exit_code=state.get("ExitCode") if state.get("Status") != "running" else None,
     )
+
+
+def _as_inspected(summary: dict[str, Any]) -> dict[str, Any]:
+    """A /containers/json entry in the shape of an inspection (what _to_info reads)."""
+    names = summary.get("Names") or [""]
+    return {
+        "Id": summary["Id"],
+        "Name": names[0],
+        "Config": {"Image": summary.get("Image", ""), "Labels": summary.get("Labels") or {}},
+        "State": {"Status": summary.get("State", "unknown")},
+        "NetworkSettings": summary.get("NetworkSettings") or {},
+    }
 
 
 def _to_unmanaged(attrs: dict[str, Any], image: dict[str, Any]) -> Unmanaged:

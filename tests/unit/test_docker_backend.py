@@ -142,19 +142,21 @@ def test_a_bridge_and_a_named_network() -> None:
     )
 
 
-class RefusingContainers:
-    """docker-py's `client.containers` whose run() fails as the engine answers."""
+class RefusingApi:
+    """docker-py's low-level API whose container create fails as the engine answers."""
+
+    _version = "1.41"
 
     def __init__(self, explanation: str) -> None:
         self.explanation = explanation
 
-    def run(self, image: str, **arguments: object) -> None:
+    def create_container(self, **arguments: object) -> None:
         raise docker.errors.APIError("400 Client Error: Bad Request", explanation=self.explanation)
 
 
 class RefusingClient:
     def __init__(self, explanation: str) -> None:
-        self.containers = RefusingContainers(explanation)
+        self.api = RefusingApi(explanation)
 
 
 def test_a_secret_value_the_engine_echoes_is_redacted_and_not_chained() -> None:
@@ -225,22 +227,22 @@ def test_the_address_nginx_uses_and_none_without_an_ipv4_on_the_named_network(
     assert _to_info(attrs_on(network, networks)).address == address
 
 
-class StubContainers:
-    """docker-py's containers collection, as far as `start` uses it."""
+class StubClient:
+    """docker-py's client, as far as `start` uses it (create, start, inspect)."""
 
     def __init__(self, attrs: dict[str, Any]) -> None:
         self.attrs = attrs
-
-    def run(self, image: str, **kwargs: Any) -> Any:
-        return SimpleNamespace(id=self.attrs["Id"])
-
-    def get(self, container_id: str) -> Any:
-        return SimpleNamespace(attrs=self.attrs)
+        self.api = SimpleNamespace(
+            _version="1.41",
+            create_container=lambda **kwargs: {"Id": attrs["Id"]},
+            start=lambda container_id: None,
+        )
+        self.containers = SimpleNamespace(get=lambda container_id: SimpleNamespace(attrs=attrs))
 
 
 def test_a_container_without_an_ipv4_address_fails_its_start_instead_of_guessing() -> None:
     attrs = attrs_on("backend", {"backend": {"IPAddress": "", "GlobalIPv6Address": "fd00::7"}})
-    backend = DockerBackend(make_client=lambda: SimpleNamespace(containers=StubContainers(attrs)))
+    backend = DockerBackend(make_client=lambda: StubClient(attrs))
     spec = ContainerSpec("web-d1", "img@sha256:1", {}, {}, "backend", 0, 8080)
 
     with pytest.raises(ContainerError) as caught:
