@@ -90,7 +90,15 @@ def add_client_commands(commands: Any) -> list[argparse.ArgumentParser]:
     )
     rollback.add_argument("service", metavar="SERVICE")
     rollback.add_argument("--to", metavar="DIGEST", help="sha256:... to deploy")
-    for command in (status, history):
+    adopt = commands.add_parser(
+        "adopt", help="take over a container you run by hand as what serves SERVICE (admin)"
+    )
+    adopt.add_argument("service", metavar="SERVICE")
+    adopt.add_argument("container", metavar="CONTAINER", help="its name or id")
+    adopt.add_argument(
+        "--port", type=int, help="the port it listens on (host networking; default: its $PORT)"
+    )
+    for command in (status, history, adopt):
         command.add_argument("--json", action="store_true", help="print the JSON answer")
     for command in (deploy, rollback):
         command.add_argument(
@@ -99,11 +107,11 @@ def add_client_commands(commands: Any) -> list[argparse.ArgumentParser]:
         command.add_argument(
             "--json", action="store_true", help="print the JSON answer (the final one with --wait)"
         )
-    for command in (status, history, deploy, rollback):
+    for command in (status, history, deploy, rollback, adopt):
         command.add_argument(
             "--url", help="deployer's base URL (default: $DEPLOYER_URL, else the config's server)"
         )
-    return [status, history, deploy, rollback]
+    return [status, history, deploy, rollback, adopt]
 
 
 def load(args: argparse.Namespace) -> Config:
@@ -240,6 +248,18 @@ def report(client: DeployerClient, queued: dict[str, Any], args: argparse.Namesp
     return 0 if final["state"] in ("succeeded", "skipped") else EXIT_FAILURE
 
 
+def adopt(args: argparse.Namespace) -> int:
+    taken = connect(args).adopt(args.service, args.container, args.port)
+    if args.json:
+        print_json(taken)
+    else:
+        sys.stdout.write(
+            f"{args.service} is now served by {taken['container']}; the next push replaces it "
+            f"(deployment {taken['id']})\n"
+        )
+    return 0
+
+
 COMMANDS = {
     "serve": serve,
     "check-config": check_config,
@@ -249,6 +269,7 @@ COMMANDS = {
     "history": history,
     "deploy": deploy,
     "rollback": rollback,
+    "adopt": adopt,
 }
 
 

@@ -56,6 +56,13 @@ class DeployerClient:
         path = f"/services/{quote(service, safe='')}/deploy"
         return self._request("POST", path, {"tag": tag} if tag else {})
 
+    def adopt(self, service: str, container: str, port: int | None) -> dict[str, Any]:
+        path = f"/services/{quote(service, safe='')}/adopt"
+        body: dict[str, Any] = {"container": container}
+        if port is not None:
+            body["port"] = port
+        return self._request("POST", path, body)
+
     def rollback(self, service: str, digest: str | None) -> dict[str, Any]:
         path = f"/services/{quote(service, safe='')}/rollback"
         return self._request("POST", path, {"digest": digest} if digest else {})

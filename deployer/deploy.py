@@ -5,6 +5,15 @@
 The strategy (deployer/rollout/) decides which steps run and how a failure is undone; this
 module records every step with UTC times, turns errors into a failed deployment, and reports
 each finished one. See deployer/rollout/bluegreen.py for the container steps.
+
+The recovery rule (applied at every start by deployer/rollout/adoption.py, whose docstring has
+the table step by step): once a deployment's `nginx` step succeeded, its release is the one
+that serves, and a restart finishes its drain and retire (recorded, `succeeded`), never rolls
+it back; a deployment interrupted before that is recorded `failed: interrupted at <step>`,
+nginx is reloaded with the release that served before, and only then are the containers it
+started (found by the names recorded before the engine was asked) removed. A stop-first
+deployment cut off in its gap gets its old release started again. Nothing is removed while
+nginx may still send it traffic.
 """
 
 from __future__ import annotations
@@ -98,8 +107,9 @@ class Deployer:
         self.make_rollout = make_rollout
         self.on_finished = on_finished
 
-    def run(self, deployment: Deployment) -> None:
-        """Carry out deployment; every outcome is recorded in the store, nothing is raised."""
+    def run(self, deployment: Deployment, make_rollout: RolloutFactory | None = None) -> None:
+        """Carry out deployment (by the service's strategy, or `make_rollout`); every outcome
+        is recorded in the store, nothing is raised."""
         deployment.state = DeploymentState.RUNNING
         deployment.started_at = deployment.started_at or utc_now()  # kept when resumed
         self.store.save(deployment)
@@ -108,7 +118,7 @@ class Deployer:
             service = self.config.services.get(deployment.service)
             if service is None:
                 raise DeployerError(f"service {deployment.service} is no longer in the config")
-            rollout = self.make_rollout(
+            rollout = (make_rollout or self.make_rollout)(
                 deployment, service, Steps(deployment, self.store, self.stopping)
             )
             deployment.state = rollout.run()

@@ -91,6 +91,8 @@ class QueueClosed(Unavailable):
 class DockerError(DeployerError):
     """An operation on the Docker engine failed."""
 
+    http_status = 502  # deployer's own upstream, the engine, failed
+
 
 class RegistryError(DockerError):
     """Resolving or pulling `reference` failed."""

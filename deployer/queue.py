@@ -140,6 +140,11 @@ class DeployQueue:
             thread.join(max(0.0, deadline - time.monotonic()))
         return not any(thread.is_alive() for thread in threads)
 
+    def busy(self, service: str) -> bool:
+        """True while a deployment of service waits or runs."""
+        with self._changed:
+            return any(service in jobs for jobs in (self._waiting, self._running, self._finishing))
+
     def idle(self) -> bool:
         """True when nothing waits or runs."""
         with self._changed:

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from deployer.backends.base import Backend
+from deployer.backends.base import Backend, ContainerInfo
 from deployer.config import Config
 from deployer.deploy import Deployer
 from deployer.errors import DeployerError, NothingToRollBack
@@ -18,12 +18,19 @@ from deployer.models import Deployment, DeploymentState, PushEvent
 from deployer.nginx import NginxConfigurator, Runner, run_command
 from deployer.nginx_container import nginx_runner
 from deployer.notify import Notifier
-from deployer.queue import DeployQueue
+from deployer.queue import DeployQueue, new_deployment_id
 from deployer.retention import prune_history
 from deployer.rollout.adoption import adopt_running
 from deployer.rollout.bluegreen import BlueGreen
 from deployer.rollout.health import Probe, http_probe
 from deployer.rollout.ports import port_is_free
+from deployer.rollout.takeover import (
+    TakeOver,
+    TakeoverRefused,
+    check_answers,
+    takeover_address,
+    takeover_digest,
+)
 from deployer.store import Store
 from deployer.watch import ContainerWatch
 
@@ -85,6 +92,8 @@ class Runtime:
             self.config, self.backend, self.fleet, self.store, self.nginx
         )
         self.watch.start()
+        for taken_over in self.store.adopted():
+            self.watch.track(taken_over.id)
         for name in self.config.services:
             prune_history(self.config, self.store, name, self.watch.deployments())
         self.queue.start()
@@ -147,6 +156,51 @@ class Runtime:
             # a serving container is down or unhealthy: deploying its digest again recovers
         config = self.config.services[service]
         return self.queue.submit(service, config.image, config.tag, trigger, digest=target)
+
+    def take_over(self, service: str, reference: str, port: int | None, trigger: str) -> Deployment:
+        """Record a container someone started by hand as what serves `service` (nginx switched
+        to it), so that the next push replaces it as usual; TakeoverRefused says why not."""
+        config = self.config.services[service]
+        if self.queue.busy(service):
+            raise TakeoverRefused(f"a deployment of {service} is queued or running; try later")
+        serving = self.fleet.serving(service)
+        if serving is not None:
+            raise TakeoverRefused(
+                f"{service} is served by {serving.names} already; adopt takes over a service "
+                "deployer does not run yet"
+            )
+        found = self.backend.inspect_unmanaged(reference)
+        address = takeover_address(service, config, found, port)
+        digest = takeover_digest(service, config, found)
+        checked = check_answers(self.bluegreen.probe, service, found, address, config.health.path)
+        deployment = Deployment(
+            id=new_deployment_id(),
+            service=service,
+            trigger=trigger,
+            image=config.image,
+            tag=config.tag,
+            digest=digest,
+            container=found.name,
+        )
+        info = ContainerInfo(
+            id=found.id,
+            name=found.name,
+            service=service,
+            image=found.image,
+            digest=digest,
+            deployment=deployment.id,
+            address=address,
+            status=found.status,
+            health=None,
+            started_at=found.started_at,
+        )
+        self.store.save(deployment)
+        takeover = TakeOver(self.fleet, self.nginx, info, checked)
+        self.deployer.run(deployment, takeover.rollout)
+        if deployment.state is DeploymentState.SUCCEEDED:
+            self.store.remember_adopted(info)
+            self.watch.track(info.id)
+        return deployment
 
     def followers(self, event: PushEvent) -> list[str]:
         """Names of the services that follow event's repository and tag."""

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from deployer.backends.base import ContainerInfo
 from deployer.models import Deployment, DeploymentState, Step, StepState
 
 SCHEMA = """
@@ -42,6 +43,15 @@ CREATE TABLE IF NOT EXISTS steps (
     finished_at TEXT,
     detail TEXT NOT NULL,
     PRIMARY KEY (deployment_id, position)
+);
+-- Containers an operator started by hand that deployer took over (`deployer adopt`): they
+-- carry no deployer labels, so this is how a restart finds them again.
+CREATE TABLE IF NOT EXISTS adopted (
+    container_id TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    address TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    deployment_id TEXT NOT NULL
 );
 """
 COLUMNS = (
@@ -214,6 +224,44 @@ class Store:
             if doomed:
                 self._db.execute("PRAGMA incremental_vacuum")
         return len(doomed)
+
+    def remember_adopted(self, container: ContainerInfo) -> None:
+        """Keep a taken-over container (its service, address, digest and deployment)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO adopted VALUES (?, ?, ?, ?, ?)",
+                (
+                    container.id,
+                    container.service,
+                    container.address,
+                    container.digest,
+                    container.deployment,
+                ),
+            )
+
+    def adopted(self) -> list[ContainerInfo]:
+        """The taken-over containers, as remembered (their state is the engine's to tell)."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM adopted").fetchall()
+        return [
+            ContainerInfo(
+                id=row["container_id"],
+                name="",
+                service=row["service"],
+                image="",
+                digest=row["digest"],
+                deployment=row["deployment_id"],
+                address=row["address"],
+                status="unknown",
+                health=None,
+                started_at=None,
+            )
+            for row in rows
+        ]
+
+    def forget_adopted(self, container_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM adopted WHERE container_id = ?", (container_id,))
 
     def close(self) -> None:
         with self._lock:

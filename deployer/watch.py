@@ -52,6 +52,7 @@ class ContainerWatch:
         self._stopping = threading.Event()
         self._stream: ContainerEvents | None = None
         self._threads: list[threading.Thread] = []
+        self._tracked: set[str] = set()  # containers without deployer's labels (taken over)
 
     def state(self, container_id: str) -> str:
         """What a reader shows for a container (never calls the engine)."""
@@ -84,8 +85,13 @@ class ContainerWatch:
         if stream is not None:
             stream.close()
 
+    def track(self, container_id: str) -> None:
+        """Also follow a container that carries no deployer labels (one taken over)."""
+        self._tracked.add(container_id)
+        self.read_one(container_id)
+
     def read_all(self) -> None:
-        """Re-read every managed container (one engine listing)."""
+        """Re-read every managed container (one engine listing) and the tracked ones."""
         try:
             listed = self.backend.list_managed(self.instance)
         except DockerError as err:
@@ -94,6 +100,8 @@ class ContainerWatch:
         with self._writing:
             self._seen = {container.id: container for container in listed}
             self._read_at, self._error = utc_now(), None
+        for container_id in list(self._tracked - set(self._seen)):
+            self.read_one(container_id)
 
     def read_one(self, container_id: str) -> None:
         """Re-read one container after an event about it."""

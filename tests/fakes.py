@@ -11,14 +11,14 @@ from pathlib import Path
 
 import requests
 
-from deployer.backends.base import ContainerInfo, ContainerSpec
+from deployer.backends.base import ContainerInfo, ContainerSpec, Unmanaged
 from deployer.errors import ContainerError, ContainerMissing, DockerError, RegistryError
 from deployer.models import utc_now
 from deployer.nginx import CommandResult
 
 ENGINE_CALLS = frozenset(
     "resolve pull has_image remove_image start inspect logs stop halt start_again remove "
-    "list_managed events".split()
+    "list_managed events inspect_unmanaged".split()
 )
 
 
@@ -54,6 +54,8 @@ class FakeBackend:
         self._lock = threading.Lock()
         self.down = False  # the engine cannot be reached: every call fails
         self.stop_fails = False  # `docker stop` fails (retire)
+        self.unmanaged: dict[str, Unmanaged] = {}  # facts of containers run by hand
+        self.digest_of: dict[str, str] = {}  # their images' digests (they carry no label)
         self.never_healthy: set[str] = set()  # container names whose health probe never passes
         self.lose_connection_after_create = False  # containers.run creates, then no answer
 
@@ -179,7 +181,7 @@ class FakeBackend:
             del self.containers[found.id]
             self.changed(found.id)
 
-    def list_managed(self, instance: str) -> list[ContainerInfo]:
+    def list_managed(self, instance: str, brief: bool = False) -> list[ContainerInfo]:
         return [
             container
             for container in self.containers.values()
@@ -188,6 +190,47 @@ class FakeBackend:
 
     def running(self, service: str) -> list[ContainerInfo]:
         return [c for c in self.containers.values() if c.service == service]
+
+    def run_by_hand(
+        self, name: str, digest: str, port: int, network: str = "host", image: str = ""
+    ) -> ContainerInfo:
+        """A container someone started without deployer: no labels, not in list_managed."""
+        image = image or "registry.example.com/acme/web"
+        info = ContainerInfo(
+            id=f"{next(self._ids):064x}",
+            name=name,
+            service="",
+            image=f"{image}:latest",
+            digest="",
+            deployment="",
+            address=f"127.0.0.1:{port}",
+            status="running",
+            health=None,
+            started_at=utc_now(),
+        )
+        self.containers[info.id] = info
+        self.behaviour.setdefault(digest, "serve")
+        self.unmanaged[info.id] = Unmanaged(
+            id=info.id,
+            name=name,
+            status="running",
+            network_mode=network,
+            networks={},
+            published={},
+            image=f"{image}:latest",
+            repo_digests=(f"{image}@{digest}",),
+            image_id="sha256:" + "f" * 64,
+            environment={"PORT": str(port)},
+            started_at=info.started_at,
+        )
+        self.digest_of[info.id] = digest
+        return info
+
+    def inspect_unmanaged(self, reference: str) -> Unmanaged:
+        found = self.find(reference)
+        if found is None or found.id not in self.unmanaged:
+            raise ContainerMissing(reference, f"no container {reference!r} on the engine")
+        return replace(self.unmanaged[found.id], status=found.status)
 
     def crash(self, container_id: str) -> None:
         self.containers[container_id] = replace(self.containers[container_id], status="exited")
@@ -205,7 +248,8 @@ class FakeBackend:
         """The HTTP health probe against this engine's containers."""
         address = url.split("/")[2]
         for container in self.containers.values():
-            serves = self.behaviour[container.digest] in ("serve", "unhealthy")
+            digest = self.digest_of.get(container.id, container.digest)
+            serves = self.behaviour[digest] in ("serve", "unhealthy")
             serves = serves and container.name not in self.never_healthy
             if container.address == address and container.status == "running" and serves:
                 return 200

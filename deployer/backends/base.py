@@ -96,7 +96,7 @@ class ContainerInfo:
     image: str
     digest: str
     deployment: str
-    address: str  # host:port that nginx and the health check use
+    address: str  # host:port that nginx and the health check use; "" when it has none
     status: str  # created | running | exited | restarting | dead | ...
     health: str | None  # the image HEALTHCHECK's status, None when the image has none
     started_at: datetime | None
@@ -115,6 +115,23 @@ class ContainerInfo:
     @property
     def short_id(self) -> str:
         return self.id[:12]
+
+
+@dataclass(frozen=True)
+class Unmanaged:
+    """What the engine says of a container deployer did not start (to take it over)."""
+
+    id: str
+    name: str
+    status: str
+    network_mode: str  # host, bridge, or a network name (docker run --network)
+    networks: dict[str, str]  # network name -> IPv4 address ("" when none)
+    published: dict[str, list[tuple[str, int]]]  # "8080/tcp" -> [(host ip, host port)]
+    image: str  # as it was run: repository[:tag] or an id
+    repo_digests: tuple[str, ...]  # repository@sha256:... of its image
+    image_id: str
+    environment: dict[str, str]
+    started_at: datetime | None
 
 
 class ContainerEvents(Protocol):
@@ -142,5 +159,6 @@ class Backend(Protocol):
     def halt(self, container_id: str, timeout: float) -> None: ...
     def start_again(self, container_id: str) -> None: ...
     def remove(self, container_id: str) -> None: ...
-    def list_managed(self, instance: str) -> list[ContainerInfo]: ...
+    def list_managed(self, instance: str, brief: bool = False) -> list[ContainerInfo]: ...
+    def inspect_unmanaged(self, reference: str) -> Unmanaged: ...
     def events(self, instance: str) -> ContainerEvents: ...

@@ -14,6 +14,7 @@ import re
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import docker.auth
 import docker.errors
 import docker.types
 import requests
+from docker.models.containers import _create_container_args  # docker-py's own option mapping
 
 from deployer.backends.base import (
     LABEL_CONTAINER_PORT,
@@ -36,6 +38,7 @@ from deployer.backends.base import (
     ContainerInfo,
     ContainerSpec,
     Healthcheck,
+    Unmanaged,
 )
 from deployer.config import registry_of
 from deployer.errors import ContainerError, ContainerMissing, DockerError, RegistryError
@@ -54,6 +57,23 @@ ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestExcep
 DOCKER_TIME = re.compile(
     r"(?P<when>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(?P<fraction>\d+))?(?P<zone>Z|[+-]\d\d:\d\d)?"
 )
+
+
+@contextmanager
+def container_errors(reference: str, action: str, gone_is_fine: bool = False) -> Iterator[None]:
+    """Translate the SDK's errors about container `reference`, once: not found ->
+    ContainerMissing (or nothing, when gone is what the caller wanted), anything else ->
+    ContainerError `cannot <action>: <why>`."""
+    try:
+        yield
+    except docker.errors.NotFound as err:
+        if gone_is_fine:
+            return
+        raise ContainerMissing(
+            reference, f"no container {reference!r} on the engine: {_why(err)}"
+        ) from err
+    except ENGINE_ERRORS as err:
+        raise ContainerError(reference, f"cannot {action}: {_why(err)}") from err
 
 
 class DockerBackend:
@@ -140,8 +160,13 @@ class DockerBackend:
 
     def start(self, spec: ContainerSpec) -> ContainerInfo:
         """Create and start a container from spec; no secret value reaches the error."""
+        # Create and start through the API (docker-py's own mapping of the options): two calls,
+        # where containers.run adds an inspect in between (the switch is on this path).
+        arguments = {**run_arguments(spec), "image": spec.image}
+        arguments["version"] = self.client.api._version
         try:
-            container = self.client.containers.run(spec.image, **run_arguments(spec))
+            created = self.client.api.create_container(**_create_container_args(arguments))
+            self.client.api.start(created["Id"])
         except ENGINE_ERRORS as err:
             why = _why(err)
             redacted = redact(why, container_secrets(spec.secret_environment.values()))
@@ -151,20 +176,20 @@ class DockerBackend:
             if redacted != why:  # the engine's own text held a secret: do not chain it
                 raise error from None
             raise error from err
-        return self.inspect(container.id)
+        info = self.inspect(created["Id"])
+        if not info.address:
+            raise ContainerError(
+                spec.name,
+                f"{spec.name} has no IPv4 address on network {spec.network} (IPv6 only, or not "
+                "attached to it): nginx needs one to reach it; use a network with IPv4, or "
+                "network: bridge or host",
+            )
+        return info
 
     def inspect(self, container_id: str) -> ContainerInfo:
         """Fresh state of one container."""
-        try:
+        with container_errors(container_id, f"inspect container {container_id}"):
             container = self.client.containers.get(container_id)
-        except docker.errors.NotFound as err:
-            raise ContainerMissing(
-                container_id, f"container {container_id} is not on the engine: {_why(err)}"
-            ) from err
-        except ENGINE_ERRORS as err:
-            raise ContainerError(
-                container_id, f"cannot inspect container {container_id}: {_why(err)}"
-            ) from err
         return _to_info(container.attrs)
 
     def logs(self, container_id: str, tail: int = 20) -> str:
@@ -177,45 +202,25 @@ class DockerBackend:
 
     def stop(self, container_id: str, timeout: float) -> None:
         """SIGTERM (the image's STOPSIGNAL), then SIGKILL after timeout seconds; then remove."""
-        try:
+        with container_errors(container_id, f"stop container {container_id}", gone_is_fine=True):
             container = self.client.containers.get(container_id)
             container.stop(timeout=max(1, round(timeout)))
             container.remove(v=True)
-        except docker.errors.NotFound:
-            return
-        except ENGINE_ERRORS as err:
-            raise ContainerError(
-                container_id, f"cannot stop container {container_id}: {_why(err)}"
-            ) from err
 
     def halt(self, container_id: str, timeout: float) -> None:
         """SIGTERM, then SIGKILL after timeout seconds; the container stays (start_again)."""
-        try:
+        with container_errors(container_id, f"stop container {container_id}"):
             self.client.containers.get(container_id).stop(timeout=max(1, round(timeout)))
-        except ENGINE_ERRORS as err:
-            raise ContainerError(
-                container_id, f"cannot stop container {container_id}: {_why(err)}"
-            ) from err
 
     def start_again(self, container_id: str) -> None:
         """Start a stopped container again, as it was."""
-        try:
+        with container_errors(container_id, f"start container {container_id} again"):
             self.client.containers.get(container_id).start()
-        except ENGINE_ERRORS as err:
-            raise ContainerError(
-                container_id, f"cannot start container {container_id} again: {_why(err)}"
-            ) from err
 
     def remove(self, container_id: str) -> None:
         """Kill and remove a container at once (used to roll back a failed start)."""
-        try:
+        with container_errors(container_id, f"remove container {container_id}", gone_is_fine=True):
             self.client.containers.get(container_id).remove(force=True, v=True)
-        except docker.errors.NotFound:
-            return
-        except ENGINE_ERRORS as err:
-            raise ContainerError(
-                container_id, f"cannot remove container {container_id}: {_why(err)}"
-            ) from err
 
     def run_in(self, container: str, argv: Sequence[str]) -> tuple[int, str]:
         """Run argv inside a running container, as its user (docker exec): status, output."""
@@ -226,8 +231,12 @@ class DockerBackend:
         output: bytes = result.output or b""
         return int(result.exit_code), output.decode(errors="replace").strip()
 
-    def list_managed(self, instance: str) -> list[ContainerInfo]:
-        """Every container (running or not) labelled for this deployer instance."""
+    def list_managed(self, instance: str, brief: bool = False) -> list[ContainerInfo]:
+        """Every container (running or not) labelled for this deployer instance. brief: from
+        the listing alone (one engine call: labels, name, state, address; no start time,
+        restart count or health), as picking a port or finding leftovers needs."""
+        if brief:
+            return self._list_brief(instance)
         try:
             # The list can hold a container another service's deployment is creating right
             # now, which the engine cannot inspect yet ("No such container"): skip it. Port
@@ -242,6 +251,24 @@ class DockerBackend:
                 f"cannot list containers of instance {instance}: {_why(err)}"
             ) from err
         return [_to_info(container.attrs) for container in containers]
+
+    def _list_brief(self, instance: str) -> list[ContainerInfo]:
+        try:
+            summaries = self.client.api.containers(
+                all=True, filters={"label": [f"{LABEL_INSTANCE}={instance}"]}
+            )
+        except ENGINE_ERRORS as err:
+            raise DockerError(
+                f"cannot list containers of instance {instance}: {_why(err)}"
+            ) from err
+        return [_to_info(_as_inspected(summary)) for summary in summaries]
+
+    def inspect_unmanaged(self, reference: str) -> Unmanaged:
+        """A container by name or id, whoever started it, with its image's digests."""
+        with container_errors(reference, f"inspect container {reference!r}"):
+            attrs = self.client.containers.get(reference).attrs
+            image_attrs = self.client.images.get(attrs["Image"]).attrs
+        return _to_unmanaged(attrs, image_attrs)
 
     def events(self, instance: str) -> DockerEvents:
         """The engine's container events for this instance, as a closable stream of ids."""
@@ -406,13 +433,56 @@ def _to_info(attrs: dict[str, Any]) -> ContainerInfo:
     )
 
 
+def _as_inspected(summary: dict[str, Any]) -> dict[str, Any]:
+    """A /containers/json entry in the shape of an inspection (what _to_info reads)."""
+    names = summary.get("Names") or [""]
+    return {
+        "Id": summary["Id"],
+        "Name": names[0],
+        "Config": {"Image": summary.get("Image", ""), "Labels": summary.get("Labels") or {}},
+        "State": {"Status": summary.get("State", "unknown")},
+        "NetworkSettings": summary.get("NetworkSettings") or {},
+    }
+
+
+def _to_unmanaged(attrs: dict[str, Any], image: dict[str, Any]) -> Unmanaged:
+    settings = attrs.get("NetworkSettings") or {}
+    ports = settings.get("Ports") or {}
+    environment = dict(
+        entry.split("=", 1)
+        for entry in (attrs.get("Config") or {}).get("Env") or []
+        if "=" in entry
+    )
+    return Unmanaged(
+        id=attrs["Id"],
+        name=attrs.get("Name", "").lstrip("/"),
+        status=(attrs.get("State") or {}).get("Status", "unknown"),
+        network_mode=(attrs.get("HostConfig") or {}).get("NetworkMode") or "default",
+        networks={
+            name: network.get("IPAddress") or ""
+            for name, network in (settings.get("Networks") or {}).items()
+        },
+        published={
+            port: [(binding["HostIp"], int(binding["HostPort"])) for binding in bindings or []]
+            for port, bindings in ports.items()
+        },
+        image=(attrs.get("Config") or {}).get("Image", ""),
+        repo_digests=tuple(image.get("RepoDigests") or ()),
+        image_id=image.get("Id", ""),
+        environment=environment,
+        started_at=_parse_time((attrs.get("State") or {}).get("StartedAt")),
+    )
+
+
 def _address(attrs: dict[str, Any], labels: dict[str, str]) -> str:
+    """host:port nginx reaches the container at; "" on a named network where it has no IPv4
+    address (never a guess: 127.0.0.1 there would be some other program)."""
     network = labels.get(LABEL_NETWORK, "host")
-    if network in ("host", "bridge"):
+    if network in ("host", "bridge"):  # bridge: the port is published on 127.0.0.1
         return f"{LOOPBACK}:{labels.get(LABEL_PORT, '0')}"
     networks = attrs.get("NetworkSettings", {}).get("Networks") or {}
-    address = (networks.get(network) or {}).get("IPAddress") or LOOPBACK
-    return f"{address}:{labels.get(LABEL_CONTAINER_PORT, '0')}"
+    address = (networks.get(network) or {}).get("IPAddress")
+    return f"{address}:{labels.get(LABEL_CONTAINER_PORT, '0')}" if address else ""
 
 
 def _parse_time(value: str | None) -> datetime | None:

@@ -14,10 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from deployer.config import DOCKER_TAG
 from deployer.documents import deployment_json
-from deployer.errors import Forbidden, NotFound, Unauthorized, Unavailable
+from deployer.errors import ContainerMissing, Forbidden, NotFound, Unauthorized, Unavailable
 from deployer.http.auth import presented
 from deployer.http.context import current_runtime
-from deployer.models import Deployment
+from deployer.models import Deployment, DeploymentState
 from deployer.payloads import load_json, to_model
 from deployer.webhooks import token_matches
 
@@ -29,6 +29,12 @@ Model = TypeVar("Model", bound=BaseModel)
 class DeployRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tag: str | None = Field(default=None, pattern=DOCKER_TAG)
+
+
+class AdoptRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    container: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    port: int | None = Field(default=None, ge=1, le=65535)
 
 
 class RollbackRequest(BaseModel):
@@ -82,6 +88,20 @@ def deploy(name: str) -> tuple[Response, int]:
     body = parse_body(DeployRequest)
     tag = body.tag or current.config.services[name].tag
     return queued(current.deploy_now(name, tag, f"admin deploy {tag} from {request.remote_addr}"))
+
+
+@blueprint.post("/services/<name>/adopt")
+def adopt(name: str) -> tuple[Response, int]:
+    """Take over a container someone runs by hand as what serves `name` (201), or 409 why not."""
+    known_service(name)
+    body = parse_body(AdoptRequest)
+    trigger = f"admin adopt {body.container} from {request.remote_addr}"
+    try:
+        deployment = current_runtime().take_over(name, body.container, body.port, trigger)
+    except ContainerMissing as err:
+        raise NotFound(str(err)) from None
+    response, _ = queued(deployment)
+    return response, 201 if deployment.state is DeploymentState.SUCCEEDED else 409
 
 
 @blueprint.post("/services/<name>/rollback")

@@ -27,12 +27,12 @@ traffic to (when that reload fails, only containers nginx was never told about g
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from deployer.backends.base import Backend, ContainerInfo
 from deployer.config import Config
-from deployer.errors import DockerError, NginxError
+from deployer.errors import ContainerMissing, DockerError, NginxError
 from deployer.fleet import Fleet
 from deployer.models import Deployment, DeploymentState, StepState, utc_now
 from deployer.nginx import NginxConfigurator
@@ -71,7 +71,8 @@ def plan_service(
 
     releases: dict[str, list[ContainerInfo]] = {}
     for container in containers:
-        if container.status == "running" and not known_unswitched(container):
+        usable = container.status == "running" and container.address  # nginx can reach it
+        if usable and not known_unswitched(container):
             releases.setdefault(container.deployment or container.id, []).append(container)
     best = max(releases.values(), key=lambda group: max(map(rank, group)), default=[])
     plan.serving = sorted(best, key=lambda container: container.name)
@@ -99,7 +100,7 @@ def plan_service(
 def render_current(config: Config, backend: Backend, store: Store, nginx: NginxConfigurator) -> str:
     """The upstream config as adoption would write it now (reads only; changes nothing)."""
     fleet = Fleet(config.services)
-    for plan in _plans(config, backend.list_managed(config.instance), store).values():
+    for plan in _plans(config, _known_containers(config, backend, store), store).values():
         if plan.serving:
             fleet.adopt(plan.name, plan.serving, plan.serving[0].started_at or utc_now())
     return nginx.render(fleet.upstreams())
@@ -112,10 +113,10 @@ def adopt_running(
 
     Returns one line per service saying what was done, and the deployments to resume.
     """
-    containers = backend.list_managed(config.instance)
+    containers = _known_containers(config, backend, store)
     restarted = _start_halted_again(containers, store, backend)
     if restarted:
-        containers = backend.list_managed(config.instance)
+        containers = _known_containers(config, backend, store)
     plans = _plans(config, containers, store)
     for plan in plans.values():
         if plan.serving:
@@ -143,6 +144,31 @@ def adopt_running(
     ]
     _close_unconfigured(config, containers, store)
     return report, resumed
+
+
+def _known_containers(config: Config, backend: Backend, store: Store) -> list[ContainerInfo]:
+    """The containers labelled for this instance, and those taken over by `deployer adopt`
+    (no labels: the store remembers them; one the engine no longer has is forgotten)."""
+    containers = backend.list_managed(config.instance)
+    listed = {container.id for container in containers}
+    for remembered in store.adopted():
+        if remembered.id in listed or remembered.service not in config.services:
+            continue
+        try:
+            found = backend.inspect(remembered.id)
+        except ContainerMissing:
+            store.forget_adopted(remembered.id)
+            continue
+        containers.append(
+            replace(
+                found,
+                service=remembered.service,
+                digest=remembered.digest,
+                deployment=remembered.deployment,
+                address=remembered.address,
+            )
+        )
+    return containers
 
 
 def _start_halted_again(

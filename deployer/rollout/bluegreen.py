@@ -85,7 +85,7 @@ class BlueGreen:
         if not self.nginx.in_sync:
             return []
         done = []
-        for container in self.backend.list_managed(self.config.instance):
+        for container in self.backend.list_managed(self.config.instance, brief=True):
             if container.service == service and container.id not in keep:
                 try:
                     self.backend.remove(container.id)
@@ -266,7 +266,7 @@ class BlueGreenRollout:
         self.secrets = container_secrets(secret.values.values())
         taken = {
             int(port)
-            for container in strategy.backend.list_managed(strategy.config.instance)
+            for container in strategy.backend.list_managed(strategy.config.instance, brief=True)
             for port in [container.address.rsplit(":", 1)[-1]]
             if port.isdigit()
         }

@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BUSYBOX = Path("/bin/busybox")
-HTTPD = "/bin/busybox httpd -f -p 127.0.0.1:${PORT:-8080} -h /www"
+# LISTEN: 127.0.0.1 on host networking (loopback only); 0.0.0.0 on a bridge, behind its
+# published port.
+HTTPD = "/bin/busybox httpd -f -p ${LISTEN:-127.0.0.1}:${PORT:-8080} -h /www"
 # PID 1 gets no default signal handlers: trap TERM/INT so `docker stop` ends the app at once.
 SERVE_SCRIPT = f"trap 'exit 0' TERM INT; {HTTPD} & wait"
 # PID 1 ignores TERM and INT (and so does httpd, which inherits that): only SIGKILL ends it.

@@ -16,10 +16,10 @@ import http.client
 import threading
 import time
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Self
 
 from deployer.sandbox.net import http_get
+from deployer.sandbox.process import StartStop
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Answer:
 
 
 @dataclass
-class Load:
+class Load(StartStop):
     """See the module docstring; `max_requests` and `max_seconds` bound the whole run."""
 
     url: str
@@ -65,17 +65,6 @@ class Load:
         self._stop.set()
         for thread in self._threads:
             thread.join(self.timeout + 5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def between(self, first: float, last: float) -> list[Answer]:
         """Answers to requests that began within [first, last] (time.time())."""

@@ -11,10 +11,9 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 from deployer.sandbox.net import LOOPBACK, accepts_connections, free_port
-from deployer.sandbox.process import SandboxProcess
+from deployer.sandbox.process import SandboxProcess, StartStop
 
 NGINX_CONF = """\
 daemon off;
@@ -56,7 +55,7 @@ def render_sandbox_conf(prefix: Path, upstreams: Path, listen: dict[str, int]) -
     )
 
 
-class SandboxNginx:
+class SandboxNginx(StartStop):
     """nginx -p PREFIX -c PREFIX/nginx.conf, with argv lists to test and reload it."""
 
     def __init__(
@@ -140,14 +139,3 @@ class SandboxNginx:
     def stop(self) -> None:
         """Stop nginx."""
         self._process.stop()
-
-    def __enter__(self) -> SandboxNginx:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -5,6 +5,30 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+
+class StartStop:
+    """`with thing:` starts it (start() returns it) and stops it afterwards, pass or fail."""
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        started: Self = self.start()
+        return started
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 class SandboxProcess:

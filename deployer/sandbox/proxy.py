@@ -29,12 +29,12 @@ import select
 import socket
 import threading
 from collections.abc import Callable
-from types import TracebackType
 from typing import Self
 
 from deployer.sandbox.connection import Connection
 from deployer.sandbox.faults import Action, Record, Request, Rule
 from deployer.sandbox.http_relay import Closed
+from deployer.sandbox.process import StartStop
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Mode(enum.Enum):
     REFUSE = "refuse"
 
 
-class HttpProxy:
+class HttpProxy(StartStop):
     """Listens with `bind()`, forwards to `connect()`; see the module docstring."""
 
     def __init__(
@@ -89,17 +89,6 @@ class HttpProxy:
             self._changed.notify_all()
         if self._acceptor.is_alive():
             self._acceptor.join(5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # modes
 

@@ -27,11 +27,10 @@ import subprocess
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from deployer.sandbox.net import LOOPBACK, free_port, wait_for_http
-from deployer.sandbox.process import SandboxProcess
+from deployer.sandbox.process import SandboxProcess, StartStop
 
 MANIFEST_TYPES = ", ".join(
     [
@@ -62,7 +61,7 @@ auth:
 """
 
 
-class LocalRegistry:
+class LocalRegistry(StartStop):
     """docker-registry serving from state_dir; Docker trusts loopback registries without TLS."""
 
     def __init__(
@@ -151,17 +150,6 @@ class LocalRegistry:
             f"http://{self.address}{path}", method=method, headers=headers
         )
         return urllib.request.urlopen(request, timeout=10)  # noqa: S310 (loopback http only)
-
-    def __enter__(self) -> LocalRegistry:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def make_htpasswd(users: Mapping[str, str]) -> str:

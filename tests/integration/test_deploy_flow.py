@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from deployer.runtime import Runtime
 from deployer.sandbox import AppBehaviour, ImageFactory, SandboxNginx
 from deployer.sandbox.images import SLOW_PATH
 from deployer.sandbox.load import Load
-from deployer.sandbox.net import http_get
+from deployer.sandbox.net import http_get, wait_for_http
 
 pytestmark = pytest.mark.integration
 TOKEN = "integration-token-0123456789"
@@ -378,3 +379,57 @@ def test_stop_first_has_a_measured_gap_and_rolls_back_by_starting_the_old_releas
     assert v1.container not in [c.name for c in managed]
     page = bed.client.get(f"/deployments/{v2.id}", headers={"Accept": "text/html"}).text
     assert "nothing served for" in page
+
+
+def test_a_container_run_by_hand_is_taken_over_and_replaced_without_a_failed_request(
+    make_bed: Callable[..., Bed], images: ImageFactory, port_pool: Callable[[int], str]
+) -> None:
+    bed = make_bed()
+    v1 = images.build("web", "v1", tag="latest")
+    port = int(port_pool(2).split("-")[0])
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    started = subprocess.run(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            f"hand-{bed.runtime.config.instance}",
+            "--network",
+            "host",
+            "-e",
+            f"PORT={port}",
+            "--label",
+            f"deployer.test={bed.runtime.config.instance}",
+            f"{v1.repository}@{v1.digest}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    hand = started.stdout.strip()
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        wrong = bed.client.post(
+            "/services/web/adopt", json={"container": hand, "port": port + 1}, headers=admin
+        )
+        taken = bed.client.post("/services/web/adopt", json={"container": hand}, headers=admin)
+
+        assert wrong.status_code == 409
+        assert "is not reachable at" in wrong.json["error"]  # type: ignore[index]
+        assert taken.status_code == 201, taken.json
+        assert http_get(bed.nginx.url("web", "/version")) == (200, "v1\n")
+
+        with Load(bed.nginx.url("web", "/version")) as load:
+            bed.push("web", "v2", images)
+            bed.wait_idle()
+
+        deployment = bed.last("web")
+        assert deployment.state is DeploymentState.SUCCEEDED, deployment.error
+        assert deployment.previous_digest == v1.digest
+        assert load.failures() == []
+        assert load.bodies()[-1] == "v2"
+        gone = subprocess.run(["docker", "inspect", hand], capture_output=True, check=False)
+        assert gone.returncode != 0  # retired as an old release is: stopped and removed
+    finally:
+        subprocess.run(["docker", "rm", "-f", hand], capture_output=True, check=False)

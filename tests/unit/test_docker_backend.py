@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
 import docker.errors
 import pytest
@@ -140,19 +142,21 @@ def test_a_bridge_and_a_named_network() -> None:
     )
 
 
-class RefusingContainers:
-    """docker-py's `client.containers` whose run() fails as the engine answers."""
+class RefusingApi:
+    """docker-py's low-level API whose container create fails as the engine answers."""
+
+    _version = "1.41"
 
     def __init__(self, explanation: str) -> None:
         self.explanation = explanation
 
-    def run(self, image: str, **arguments: object) -> None:
+    def create_container(self, **arguments: object) -> None:
         raise docker.errors.APIError("400 Client Error: Bad Request", explanation=self.explanation)
 
 
 class RefusingClient:
     def __init__(self, explanation: str) -> None:
-        self.containers = RefusingContainers(explanation)
+        self.api = RefusingApi(explanation)
 
 
 def test_a_secret_value_the_engine_echoes_is_redacted_and_not_chained() -> None:
@@ -188,4 +192,63 @@ def replace_options(spec: ContainerSpec) -> ContainerSpec:
         spec.network,
         spec.host_port,
         spec.container_port,
+    )
+
+
+def attrs_on(network: str, networks: dict[str, Any]) -> dict[str, Any]:
+    labels = {
+        "deployer.service": "web",
+        "deployer.network": network,
+        "deployer.port": "18000",
+        "deployer.container-port": "8080",
+    }
+    return {
+        "Id": "c" * 64,
+        "Name": "/web-d1",
+        "Config": {"Image": "img@sha256:1", "Labels": labels},
+        "State": {"Status": "running"},
+        "NetworkSettings": {"Networks": networks},
+    }
+
+
+@pytest.mark.parametrize(
+    ("network", "networks", "address"),
+    [
+        ("host", {}, "127.0.0.1:18000"),
+        ("bridge", {"bridge": {"IPAddress": "172.17.0.5"}}, "127.0.0.1:18000"),  # published
+        ("backend", {"backend": {"IPAddress": "10.5.0.7"}}, "10.5.0.7:8080"),
+        ("backend", {"backend": {"IPAddress": "", "GlobalIPv6Address": "fd00::7"}}, ""),
+        ("backend", {"other": {"IPAddress": "10.6.0.2"}}, ""),  # not attached to it
+    ],
+)
+def test_the_address_nginx_uses_and_none_without_an_ipv4_on_the_named_network(
+    network: str, networks: dict[str, Any], address: str
+) -> None:
+    assert _to_info(attrs_on(network, networks)).address == address
+
+
+class StubClient:
+    """docker-py's client, as far as `start` uses it (create, start, inspect)."""
+
+    def __init__(self, attrs: dict[str, Any]) -> None:
+        self.attrs = attrs
+        self.api = SimpleNamespace(
+            _version="1.41",
+            create_container=lambda **kwargs: {"Id": attrs["Id"]},
+            start=lambda container_id: None,
+        )
+        self.containers = SimpleNamespace(get=lambda container_id: SimpleNamespace(attrs=attrs))
+
+
+def test_a_container_without_an_ipv4_address_fails_its_start_instead_of_guessing() -> None:
+    attrs = attrs_on("backend", {"backend": {"IPAddress": "", "GlobalIPv6Address": "fd00::7"}})
+    backend = DockerBackend(make_client=lambda: StubClient(attrs))
+    spec = ContainerSpec("web-d1", "img@sha256:1", {}, {}, "backend", 0, 8080)
+
+    with pytest.raises(ContainerError) as caught:
+        backend.start(spec)
+
+    assert str(caught.value) == (
+        "web-d1 has no IPv4 address on network backend (IPv6 only, or not attached to it): "
+        "nginx needs one to reach it; use a network with IPv4, or network: bridge or host"
     )

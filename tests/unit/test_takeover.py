@@ -1,0 +1,133 @@
+"""`deployer adopt`: taking over a container an operator runs by hand (fake engine and nginx)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from deployer.config import Config
+from deployer.models import DeploymentState
+from deployer.runtime import Runtime
+from tests.conftest import ADMIN_TOKEN, WEB_IMAGE
+from tests.fakes import FakeBackend
+from tests.helpers import deploy
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+V1 = "sha256:" + "1" * 64
+V2 = "sha256:" + "2" * 64
+
+
+def adopt(client: FlaskClient, **body: Any) -> Any:
+    return client.post("/services/web/adopt", json=body, headers=ADMIN)
+
+
+def test_a_container_run_by_hand_is_taken_over_and_nginx_points_at_it(
+    client: FlaskClient, runtime: Runtime, backend: FakeBackend
+) -> None:
+    hand = backend.run_by_hand("web-by-hand", V1, 18500)
+
+    answer = adopt(client, container="web-by-hand")
+
+    assert answer.status_code == 201, answer.json
+    assert answer.headers["Location"] == f"/deployments/{answer.json['id']}"
+    record = runtime.store.get(answer.json["id"])
+    assert record is not None
+    assert (record.state, record.digest, record.container) == (
+        DeploymentState.SUCCEEDED,
+        V1,
+        "web-by-hand",
+    )
+    assert [(s.name, s.state.value) for s in record.steps] == [
+        ("adopt", "succeeded"),
+        ("nginx", "succeeded"),
+    ]
+    assert runtime.fleet.serving("web").names == "web-by-hand"  # type: ignore[union-attr]
+    assert "server 127.0.0.1:18500;" in runtime.nginx.output.read_text()
+    assert hand.id in backend.containers
+
+
+def test_the_next_push_replaces_it_as_any_release(
+    client: FlaskClient, runtime: Runtime, backend: FakeBackend
+) -> None:
+    hand = backend.run_by_hand("web-by-hand", V1, 18500)
+    adopt(client, container="web-by-hand")
+    backend.push(WEB_IMAGE, "latest", V2)
+
+    replaced = deploy(runtime)
+
+    assert replaced.state is DeploymentState.SUCCEEDED
+    assert replaced.previous_digest == V1
+    assert hand.id not in backend.containers  # retired like an old release
+    assert [c.name for c in backend.running("web")] == [replaced.container]
+
+
+def test_a_restart_finds_the_taken_over_container_again(
+    make_app: Callable[..., Flask], config: Config, backend: FakeBackend
+) -> None:
+    first = make_app(config)
+    backend.run_by_hand("web-by-hand", V1, 18500)
+    adopt(first.test_client(), container="web-by-hand")
+    first.extensions["deployer"].stop(1)
+
+    second: Runtime = make_app(config).extensions["deployer"]
+    second.start()
+
+    assert second.fleet.serving("web").names == "web-by-hand"  # type: ignore[union-attr]
+    assert "server 127.0.0.1:18500;" in second.nginx.output.read_text()
+    backend.push(WEB_IMAGE, "latest", V1)
+    assert deploy(second).state is DeploymentState.SKIPPED  # it runs that digest already
+
+
+@pytest.mark.parametrize(
+    ("setup", "body", "status", "message"),
+    [
+        ({}, {"container": "nobody"}, 404, "no container 'nobody' on the engine"),
+        ({"network": "bridge"}, {}, 409, "runs on network bridge but services.web.network is host"),
+        ({"image": "other.example.com/x"}, {}, 409, "not services.web.image"),
+        ({"stopped": True}, {}, 409, "container web-by-hand is exited, not running"),
+        (
+            {},
+            {"port": 18999},
+            409,
+            "is not reachable at 127.0.0.1:18999: GET /healthz failed (ConnectionError)",
+        ),
+    ],
+)
+def test_refusals_say_why(
+    client: FlaskClient,
+    runtime: Runtime,
+    backend: FakeBackend,
+    setup: dict[str, Any],
+    body: dict[str, Any],
+    status: int,
+    message: str,
+) -> None:
+    hand = backend.run_by_hand(
+        "web-by-hand", V1, 18500, setup.get("network", "host"), setup.get("image", "")
+    )
+    if setup.get("stopped"):
+        backend.crash(hand.id)
+
+    answer = adopt(client, **{"container": "web-by-hand", **body})
+
+    assert answer.status_code == status
+    assert message in answer.json["error"]
+    assert runtime.fleet.serving("web") is None
+    assert not runtime.nginx.output.exists()
+
+
+def test_a_service_deployer_already_runs_is_not_taken_over(
+    client: FlaskClient, runtime: Runtime, backend: FakeBackend
+) -> None:
+    backend.push(WEB_IMAGE, "latest", V1)
+    deploy(runtime)
+    backend.run_by_hand("web-by-hand", V1, 18500)
+
+    answer = adopt(client, container="web-by-hand")
+
+    assert answer.status_code == 409
+    assert "adopt takes over a service deployer does not run yet" in answer.json["error"]
