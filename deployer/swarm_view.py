@@ -87,7 +87,8 @@ class SwarmView:
                 old = self._seen.get(name)
                 error = str(err).splitlines()[0]
                 if old is None:
-                    self._seen = {**self._seen, name: SwarmSnapshot(None, (), None, utc_now(), error)}
+                    first = SwarmSnapshot(None, (), None, utc_now(), error)
+                    self._seen = {**self._seen, name: first}
                 else:
                     self._seen = {**self._seen, name: _with_error(old, error)}
             return

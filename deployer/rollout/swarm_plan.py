@@ -179,10 +179,7 @@ def switching_endpoints(
         for node in nodes or [LOOPBACK]
         for each in ports
     ]
-    return [
-        Endpoint(e.address, e.name, e.digest, e.kind, SWITCHING)
-        for e in _unique([*new, *old])
-    ]
+    return [Endpoint(e.address, e.name, e.digest, e.kind, SWITCHING) for e in _unique([*new, *old])]
 
 
 def fixed_endpoints(

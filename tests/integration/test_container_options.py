@@ -273,6 +273,7 @@ def test_left_out_settings_stay_the_images_or_the_engines(
         "restart": "no",
     }
     service = parse_config({"services": {"web": data}}, environ=ENVIRON).services["web"]
+    assert service.ports is not None
     port = service.ports.first
     spec = make_container_spec("web", service, pushed.digest, "left-out", port, instance)
 

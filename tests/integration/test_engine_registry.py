@@ -29,6 +29,7 @@ def test_pushed_image_is_resolved_pulled_and_served_over_host_networking(
         {"services": {"web": {"image": pushed.repository, "ports": port_pool(2)}}},
         environ={"DEPLOYER_TOKEN": "t" * 32},
     ).services["web"]
+    assert service.ports is not None
     spec = make_container_spec("web", service, digest, "d1", service.ports.first, instance)
     container = backend.start(spec)
 

@@ -37,6 +37,7 @@ def test_minimal_service_gets_documented_defaults() -> None:
     assert config.nginx.reload == ["nginx", "-s", "reload"]
     assert (web.repository, web.tag, web.network, web.port) == ("acme/web", "latest", "host", 8080)
     assert (web.health.path, web.health.timeout, web.drain) == ("/healthz", 30.0, 5.0)
+    assert web.ports is not None
     assert list(web.ports)[:2] == [18000, 18001]
 
 

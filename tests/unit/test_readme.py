@@ -26,5 +26,6 @@ def test_the_real_app_walkthrough_config_is_valid() -> None:
     config = parse_config(yaml.safe_load(block.group(1)), environ=environ)
 
     shop = config.services["shop"]
+    assert shop.ports is not None
     assert (shop.replicas, shop.strategy, len(list(shop.ports))) == (2, "blue-green", 4)
     assert shop.secret_env == ["DATABASE_PASSWORD"]
