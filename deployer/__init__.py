@@ -14,6 +14,8 @@ from flask import Flask
 from deployer import http
 from deployer.backends.base import Backend
 from deployer.backends.docker import DockerBackend
+from deployer.backends.swarm import SwarmBackend
+from deployer.backends.swarm_types import SwarmControl
 from deployer.config import Config
 from deployer.nginx import Runner, run_command
 from deployer.registries import RegistryLogins
@@ -31,18 +33,22 @@ def create_app(
     run: Runner = run_command,
     probe: Probe = http_probe,
     is_port_free: Callable[[int], bool] = port_is_free,
+    swarm: SwarmControl | None = None,
 ) -> Flask:
     """The Flask app with its Runtime in app.extensions['deployer'] (not started)."""
     app = Flask(__name__, template_folder=str(TEMPLATES))
     app.json.sort_keys = False  # type: ignore[attr-defined]
     environ = os.environ if environ is None else environ
+    logins = RegistryLogins(config.registries, environ)
+    # Both clients are built lazily: a Swarm one is only ever used for `engine: swarm`.
     app.extensions["deployer"] = Runtime(
         config,
-        backend or DockerBackend(logins=RegistryLogins(config.registries, environ)),
+        backend or DockerBackend(logins=logins),
         environ,
         run,
         probe,
         is_port_free,
+        swarm or SwarmBackend(credentials=DockerBackend(logins=logins).credentials),
     )
     http.register(app)
     return app

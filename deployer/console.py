@@ -38,13 +38,23 @@ def status_table(status: dict[str, Any]) -> str:
                 entry.get("health") or "-",
                 entry["image"],
                 short(entry.get("digest")),
-                ", ".join(r["container"] for r in entry.get("replicas") or []) or "-",
+                serving(entry),
                 entry.get("since") or "-",
                 f"{last.get('id', '-')} {last.get('state', '')}".strip(),
             ]
         )
     head = ["SERVICE", "STATE", "HEALTH", "IMAGE", "DIGEST", "CONTAINERS", "SINCE", "LAST"]
     return table(head, rows)
+
+
+def serving(entry: dict[str, Any]) -> str:
+    """The CONTAINERS column: the containers, or a Swarm service's tasks running/desired."""
+    replicas = entry.get("replicas")
+    if isinstance(replicas, dict):  # a Swarm service
+        desired = replicas.get("desired")
+        update = f", update {entry['update_state']}" if entry.get("update_state") else ""
+        return f"swarm {replicas.get('running', 0)}/{'-' if desired is None else desired}{update}"
+    return ", ".join(r["container"] for r in replicas or []) or "-"
 
 
 def history_table(deployments: list[dict[str, Any]]) -> str:

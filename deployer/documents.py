@@ -16,6 +16,7 @@ from typing import Any
 from deployer.config import Config
 from deployer.fleet import Serving
 from deployer.models import Deployment, DeploymentState
+from deployer.swarm_view import SwarmSnapshot
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -100,9 +101,11 @@ def service_status(
     last: Deployment | None,
     health: Mapping[str, str] | None = None,
     show_logs: bool = False,
+    swarm: SwarmSnapshot | None = None,
 ) -> dict[str, Any]:
     """One entry of GET /status: what serves (each replica with its health, read from memory:
-    container id -> state), and the state of the service's deployments."""
+    container id -> state; a Swarm service's replicas and tasks as last read), and the state
+    of the service's deployments."""
     health = health or {}
     service = config.services[name]
     last_finished_failed = (
@@ -116,6 +119,16 @@ def service_status(
         state, since = "running", serving.since
     else:
         state, since = "absent", None
+    common = {
+        "image": f"{service.image}:{service.tag}",
+        "engine": service.engine,
+        "digest": serving.digest if serving else None,
+        "state": state,
+        "since": iso(since),
+    }
+    last_json = deployment_json(last, show_logs) if last else None
+    if service.engine == "swarm":
+        return {**common, **swarm_status(swarm, serving), "last_deployment": last_json}
     replicas = [
         {"container": c.name, "address": c.address, "health": health.get(c.id)}
         for c in (serving.containers if serving else ())
@@ -123,13 +136,41 @@ def service_status(
     states = sorted({replica["health"] for replica in replicas if replica["health"]})
     first = replicas[0] if replicas else {}
     return {
-        "image": f"{service.image}:{service.tag}",
-        "digest": serving.digest if serving else None,
+        **common,
         "container": first.get("container"),
         "address": first.get("address"),
-        "state": state,
         "health": ", ".join(states) or None,
-        "since": iso(since),
         "replicas": replicas,
-        "last_deployment": deployment_json(last, show_logs) if last else None,
+        "last_deployment": last_json,
+    }
+
+
+def swarm_status(snapshot: SwarmSnapshot | None, serving: Serving | None) -> dict[str, Any]:
+    """A Swarm service's part of GET /status: replicas desired and running, its tasks, Swarm's
+    update state, the addresses nginx sends it to, and when the engine was last read."""
+    status = snapshot.status if snapshot is not None else None
+    return {
+        "service": status.service if status else None,
+        "addresses": [member.address for member in serving.members] if serving else [],
+        "replicas": {
+            "desired": status.replicas_desired if status else None,
+            "running": status.replicas_running if status else 0,
+        },
+        "update_state": status.update_state if status else None,
+        "update_message": status.update_message if status else "",
+        "tasks": [
+            {
+                "id": task.id[:12],
+                "slot": task.slot,
+                "node": task.node,
+                "desired_state": task.desired_state,
+                "state": task.state,
+                "digest": task.digest,
+                "port": task.port,
+                "error": task.error or None,
+            }
+            for task in (status.tasks if status else ())
+        ],
+        "read_at": iso(snapshot.read_at) if snapshot else None,
+        "read_error": snapshot.error if snapshot else None,
     }

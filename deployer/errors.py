@@ -123,6 +123,16 @@ class ServiceError(DockerError):
         super().__init__(message)
 
 
+class UpdateFailed(DeployerError):
+    """A Swarm update of `service` did not succeed (Swarm rolled it back, it flapped, or the
+    deadline passed); `logs` holds the failed tasks' last lines (they may print secrets)."""
+
+    def __init__(self, service: str, message: str, logs: str = "") -> None:
+        self.service = service
+        self.logs = logs
+        super().__init__(message)
+
+
 class ContainerEnvError(DeployerError):
     """A container's env_file or secret_env cannot be read; the message names the file, line
     or variable, never a value."""

@@ -5,7 +5,11 @@ deployer_deployment_duration_seconds{service}     histogram, started -> finished
 deployer_step_duration_seconds{step}              histogram, per recorded step
 deployer_webhooks_total{source,outcome}           accepted | ignored | bad_token | bad_request |
                                                   too_large | unavailable
-deployer_service_digest_info{service,digest,container}   1 per serving container (at scrape)
+deployer_service_digest_info{service,digest,container}   1 per serving container (at scrape;
+                                                  Swarm: per address nginx sends it to)
+deployer_service_replicas{service}                containers serving (Swarm: tasks running the
+                                                  service's digest, as last read)
+deployer_swarm_replicas_desired{service}          replicas a Swarm service asks for
 deployer_deployment_running{service}              1 while a deployment of service runs
 process_*                                         the deployer process (Linux)
 
@@ -28,6 +32,9 @@ from prometheus_client.registry import Collector
 
 from deployer.fleet import Fleet
 from deployer.models import Deployment
+from deployer.rollout.swarm_status import SwarmStatus
+
+SwarmReader = Callable[[str], SwarmStatus | None]  # a Swarm service's status as last read
 
 WEBHOOK_OUTCOMES = ("accepted", "ignored", "bad_token", "bad_request", "too_large", "unavailable")
 DEPLOYMENT_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
@@ -37,10 +44,17 @@ STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 class _Serving(Collector):
     """Gauges read from the fleet and the queue at scrape time, so they are never stale."""
 
-    def __init__(self, fleet: Fleet, services: Iterable[str], running: Callable[[str], bool]):
+    def __init__(
+        self,
+        fleet: Fleet,
+        services: Iterable[str],
+        running: Callable[[str], bool],
+        swarm: SwarmReader,
+    ):
         self.fleet = fleet
         self.services = list(services)
         self.running = running
+        self.swarm = swarm
 
     def collect(self) -> Iterator[Metric]:
         digest = GaugeMetricFamily(
@@ -58,14 +72,26 @@ class _Serving(Collector):
             "1 while a deployment of the service runs",
             labels=["service"],
         )
+        desired = GaugeMetricFamily(
+            "deployer_swarm_replicas_desired",
+            "Replicas each Swarm service asks for (as last read from the engine)",
+            labels=["service"],
+        )
         for service in self.services:
             serving = self.fleet.serving(service)
-            for container in serving.containers if serving is not None else ():
-                digest.add_metric([service, container.digest, container.name], 1)
-            replicas.add_metric([service], len(serving.containers) if serving is not None else 0)
+            members = serving.members if serving is not None else ()
+            for member in members:
+                digest.add_metric([service, member.digest, member.name], 1)
+            swarm = self.swarm(service)
+            if swarm is not None:
+                replicas.add_metric([service], swarm.replicas_running)
+                desired.add_metric([service], swarm.replicas_desired or 0)
+            else:
+                replicas.add_metric([service], len(members))
             running.add_metric([service], 1 if self.running(service) else 0)
         yield digest
         yield replicas
+        yield desired
         yield running
 
 
@@ -73,7 +99,11 @@ class Metrics:
     """The counters and histograms deployer updates, and the text GET /metrics answers."""
 
     def __init__(
-        self, fleet: Fleet, services: Iterable[str], running: Callable[[str], bool]
+        self,
+        fleet: Fleet,
+        services: Iterable[str],
+        running: Callable[[str], bool],
+        swarm: SwarmReader = lambda name: None,
     ) -> None:
         names = sorted(services)
         self.registry = CollectorRegistry(auto_describe=True)
@@ -103,7 +133,7 @@ class Metrics:
             ["source", "outcome"],
             registry=self.registry,
         )
-        self.registry.register(_Serving(fleet, names, running))
+        self.registry.register(_Serving(fleet, names, running, swarm))
         ProcessCollector(registry=self.registry)  # process_* (memory, CPU, open files)
         # Series exist from the start at 0, so `increase(...)` alerts see the first failure.
         for service in names:

@@ -6,10 +6,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from deployer.backends.base import Backend, ContainerInfo
-from deployer.config import Config
-from deployer.deploy import Deployer
+from deployer.backends.swarm_types import SwarmControl
+from deployer.config import Config, ServiceConfig
+from deployer.deploy import Deployer, Rollout, Steps
 from deployer.errors import DeployerError, NothingToRollBack
 from deployer.fleet import Fleet
 from deployer.images import prune_images, rollback_target
@@ -24,6 +26,9 @@ from deployer.rollout.adoption import adopt_running
 from deployer.rollout.bluegreen import BlueGreen
 from deployer.rollout.health import Probe, http_probe
 from deployer.rollout.ports import port_is_free
+from deployer.rollout.swarm import SwarmStrategy
+from deployer.rollout.swarm_adoption import adopt_services
+from deployer.rollout.swarm_status import SwarmStatus
 from deployer.rollout.takeover import (
     TakeOver,
     TakeoverRefused,
@@ -32,6 +37,7 @@ from deployer.rollout.takeover import (
     takeover_digest,
 )
 from deployer.store import Store
+from deployer.swarm_view import SwarmView
 from deployer.watch import ContainerWatch
 
 log = logging.getLogger(__name__)
@@ -51,6 +57,7 @@ class Runtime:
         run: Runner = run_command,
         probe: Probe = http_probe,
         is_port_free: Callable[[int], bool] = port_is_free,
+        swarm: SwarmControl | None = None,
     ) -> None:
         self.config = config
         self.webhook_token = environ.get(config.webhooks.token_env, "")
@@ -66,11 +73,19 @@ class Runtime:
         self.bluegreen = BlueGreen(
             config, backend, self.nginx, self.fleet, self.stopping, probe, is_port_free, environ
         )
+        swarm_services = [name for name, s in config.services.items() if s.engine == "swarm"]
+        if swarm_services and swarm is None:
+            raise DeployerError("Swarm services need a Swarm engine (create_app gives one)")
+        engine: SwarmControl = swarm if swarm is not None else _NO_SWARM
+        self.view = SwarmView(engine, swarm_services)
+        self.swarm = SwarmStrategy(
+            config, engine, self.nginx, self.fleet, self.view, self.stopping, environ
+        )
         self.deployer = Deployer(
             config,
             self.store,
             self.stopping,
-            self.bluegreen.rollout,
+            self.rollout,
             on_finished=self.deployment_finished,
         )
         self.queue = DeployQueue(
@@ -82,20 +97,28 @@ class Runtime:
         )
         self.watch = ContainerWatch(backend, config.instance)
         self.metrics = Metrics(
-            self.fleet, config.services, lambda name: self.queue.running(name) is not None
+            self.fleet,
+            config.services,
+            lambda name: self.queue.running(name) is not None,
+            self._swarm_status,
         )
 
     def start(self) -> list[str]:
-        """Adopt what runs (see rollout/adoption.py), reload nginx, start the queue, resume
-        deployments that switched before the last stop, then queued ones."""
+        """Adopt what runs (see rollout/adoption.py and rollout/swarm_adoption.py), reload
+        nginx, start the queue, resume deployments that switched before the last stop (Swarm:
+        whose update reached Swarm), then queued ones."""
+        swarm_report, reattaching = adopt_services(self.swarm, self.store)
         report, finishing = adopt_running(
             self.config, self.backend, self.fleet, self.store, self.nginx
         )
+        report = swarm_report + report
+        finishing += reattaching
         self.watch.start()
+        self.view.start()
         for taken_over in self.store.adopted():
             self.watch.track(taken_over.id)
         for name in self.config.services:
-            prune_history(self.config, self.store, name, self.watch.deployments())
+            prune_history(self.config, self.store, name, self.referenced())
         self.queue.start()
         for deployment in finishing:
             self.queue.resume(deployment)
@@ -109,6 +132,7 @@ class Runtime:
         began = time.monotonic()
         finished = self.queue.stop(timeout)
         self.watch.stop()
+        self.view.stop()
         if not finished:
             log.error(
                 "a deployment did not finish within %g s of the stop request; the next start "
@@ -118,15 +142,26 @@ class Runtime:
         self.notifier.stop(max(0.0, min(NOTIFY_FLUSH, timeout - (time.monotonic() - began))))
         return finished
 
+    def rollout(self, deployment: Deployment, service: ServiceConfig, steps: Steps) -> Rollout:
+        """The deployment's strategy: Swarm services through Swarm, others as containers."""
+        if service.engine == "swarm":
+            return self.swarm.rollout(deployment, service, steps)
+        return self.bluegreen.rollout(deployment, service, steps)
+
+    def referenced(self) -> set[str]:
+        """Deployments whose containers or Swarm services are on the engine (never pruned)."""
+        return self.watch.deployments() | self.view.deployments()
+
     def deployment_finished(self, deployment: Deployment) -> None:
         """Every finished deployment: metrics, notifications, and image pruning on success."""
         self.metrics.deployment_finished(deployment)
         self.notifier.deployment_finished(deployment)
         ran = deployment.state is not DeploymentState.SUPERSEDED  # (reported under the queue lock)
         if ran and deployment.service in self.config.services:
-            prune_history(self.config, self.store, deployment.service, self.watch.deployments())
+            prune_history(self.config, self.store, deployment.service, self.referenced())
         service = self.config.services.get(deployment.service)
-        if deployment.state is DeploymentState.SUCCEEDED and service is not None:
+        succeeded = deployment.state is DeploymentState.SUCCEEDED
+        if succeeded and service is not None and service.engine != "swarm":
             try:
                 prune_images(
                     self.backend, self.store, deployment.service, service.image, service.keep_images
@@ -149,11 +184,8 @@ class Runtime:
                 f"{service} has no earlier succeeded deployment to roll back to"
                 + (f" (it runs {current})" if current else "")
             )
-        if serving is not None and target == current:
-            seen = [self.watch.get(container.id) for container in serving.containers]
-            if all(i is not None and not i.stopped and i.health != "unhealthy" for i in seen):
-                raise NothingToRollBack(f"{service} runs {target} already")
-            # a serving container is down or unhealthy: deploying its digest again recovers
+        if serving is not None and target == current and self._runs_well(service):
+            raise NothingToRollBack(f"{service} runs {target} already")
         config = self.config.services[service]
         return self.queue.submit(service, config.image, config.tag, trigger, digest=target)
 
@@ -161,6 +193,11 @@ class Runtime:
         """Record a container someone started by hand as what serves `service` (nginx switched
         to it), so that the next push replaces it as usual; TakeoverRefused says why not."""
         config = self.config.services[service]
+        if config.engine == "swarm":
+            raise TakeoverRefused(
+                f"{service} is a Swarm service: its first deployment adopts the Swarm service "
+                f"named {service} if one exists; adopt takes over containers"
+            )
         if self.queue.busy(service):
             raise TakeoverRefused(f"a deployment of {service} is queued or running; try later")
         serving = self.fleet.serving(service)
@@ -202,6 +239,20 @@ class Runtime:
             self.watch.track(info.id)
         return deployment
 
+    def _swarm_status(self, service: str) -> SwarmStatus | None:
+        snapshot = self.view.get(service)
+        return snapshot.status if snapshot is not None else None
+
+    def _runs_well(self, service: str) -> bool:
+        """Every replica runs and none is unhealthy (as last seen; no engine call). When one is
+        down, deploying the digest it serves again recovers it."""
+        if self.config.services[service].engine == "swarm":
+            status = self._swarm_status(service)
+            return status is not None and status.replicas_running >= (status.replicas_desired or 0)
+        serving = self.fleet.serving(service)
+        seen = [self.watch.get(c.id) for c in serving.containers] if serving else []
+        return all(i is not None and not i.stopped and i.health != "unhealthy" for i in seen)
+
     def followers(self, event: PushEvent) -> list[str]:
         """Names of the services that follow event's repository and tag."""
         return [
@@ -221,3 +272,13 @@ class Runtime:
             )
             for name in self.followers(event)
         ]
+
+
+class _NoSwarm:
+    """The Swarm engine of a config without Swarm services: never asked anything."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise DeployerError("no Swarm service is configured")
+
+
+_NO_SWARM: Any = _NoSwarm()

@@ -80,6 +80,7 @@ def make_task_template(
             "MaxAttempts": 0,
         },
         "Networks": [{"Target": spec.network}] if spec.network else [],
+        "ForceUpdate": spec.force_update,
     }
     if spec.log_driver is not None:
         template["LogDriver"] = {"Name": spec.log_driver, "Options": dict(spec.log_options)}
@@ -210,6 +211,7 @@ def parse_service(attrs: Mapping[str, Any]) -> ServiceState:
         previous_port=_port(previous) if previous else None,
         created_at=parse_engine_time(attrs.get("CreatedAt")),
         updated_at=parse_engine_time(attrs.get("UpdatedAt")),
+        force_update=int((spec.get("TaskTemplate") or {}).get("ForceUpdate") or 0),
     )
 
 

@@ -153,6 +153,7 @@ class ServiceSpec:
     hosts: tuple[str, ...] = ()  # `IP host` lines for /etc/hosts
     log_driver: str | None = None
     log_options: dict[str, str] = field(default_factory=dict)
+    force_update: int = 0  # TaskTemplate.ForceUpdate: a new value replaces every task
 
     def __post_init__(self) -> None:
         if not DIGEST.match(self.digest):
@@ -220,6 +221,7 @@ class ServiceState:
     previous_port: int | None
     created_at: datetime | None
     updated_at: datetime | None
+    force_update: int = 0  # TaskTemplate.ForceUpdate, carried over by every write
 
     @property
     def instance(self) -> str:
@@ -330,4 +332,5 @@ class SwarmControl(SwarmEngine, Protocol):
     def resolve(self, image: str, tag: str) -> str: ...
     def apply(self, spec: ServiceSpec) -> WriteResult: ...
     def rollback(self, name: str) -> None: ...
+    def remove(self, name: str) -> None: ...
     def node_addresses(self) -> list[str]: ...

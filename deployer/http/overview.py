@@ -31,5 +31,6 @@ def status_document(
             newest[name][0] if newest.get(name) else None,
             {c.id: runtime.watch.state(c.id) for c in serving.containers} if serving else None,
             show_logs,
+            runtime.view.get(name),
         )
     return {"services": services}

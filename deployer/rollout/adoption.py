@@ -134,7 +134,7 @@ def adopt_running(
         for record in plan.interrupted:
             _close_interrupted(store, record, plan, removed)
         if plan.finishing is not None:
-            _mark_interrupted_step(plan.finishing)
+            mark_interrupted_step(plan.finishing)
             store.save(plan.finishing)
             resumed.append(plan.finishing)
     if nginx_problem:
@@ -216,7 +216,8 @@ def _plans(config: Config, containers: list[ContainerInfo], store: Store) -> dic
                 records[record.id] = record
     return {
         name: plan_service(name, [c for c in containers if c.service == name], records)
-        for name in config.services
+        for name, service in config.services.items()
+        if service.engine != "swarm"  # deployer/rollout/swarm_adoption.py
     }
 
 
@@ -259,7 +260,7 @@ def _describe(plan: ServicePlan, removed: dict[str, str]) -> str:
     return line
 
 
-def _mark_interrupted_step(record: Deployment) -> str:
+def mark_interrupted_step(record: Deployment) -> str:
     """Close the step that was running when deployer stopped; return its name."""
     running = [step for step in record.steps if step.state is StepState.RUNNING]
     for step in running:
@@ -272,7 +273,7 @@ def _mark_interrupted_step(record: Deployment) -> str:
 def _close_interrupted(
     store: Store, record: Deployment, plan: ServicePlan, removed: dict[str, str]
 ) -> None:
-    step = _mark_interrupted_step(record)
+    step = mark_interrupted_step(record)
     record.state = DeploymentState.FAILED
     record.finished_at = utc_now()
     parts = [f"interrupted at {step}: deployer stopped before this deployment finished"]
@@ -295,7 +296,7 @@ def _close_unconfigured(config: Config, containers: list[ContainerInfo], store: 
     for record in store.in_state(DeploymentState.QUEUED, DeploymentState.RUNNING):
         if record.service in config.services:
             continue
-        _mark_interrupted_step(record)
+        mark_interrupted_step(record)
         record.state = DeploymentState.FAILED
         record.finished_at = utc_now()
         record.error = f"service {record.service} is no longer in the config; not deployed"

@@ -171,7 +171,8 @@ def switching_endpoints(
     digest: str,
 ) -> list[Endpoint]:
     """Host publishing while an update runs: what serves now, every task still alive, and the
-    new release's port(s) on every node; all with max_fails=0."""
+    new release's port(s) on every node; all with max_fails=0. The old ones come first (the
+    fleet's digest of a service is its first member's)."""
     old = [*current, *(task_endpoint(task) for task in tasks if task.alive)]
     ports = [port] if replicas == 1 else [port + slot for slot in range(1, replicas + 1)]
     new = [
@@ -179,7 +180,7 @@ def switching_endpoints(
         for node in nodes or [LOOPBACK]
         for each in ports
     ]
-    return [Endpoint(e.address, e.name, e.digest, e.kind, SWITCHING) for e in _unique([*new, *old])]
+    return [Endpoint(e.address, e.name, e.digest, e.kind, SWITCHING) for e in _unique([*old, *new])]
 
 
 def fixed_endpoints(

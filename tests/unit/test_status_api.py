@@ -32,6 +32,7 @@ def test_status_before_any_deployment_says_absent(client: FlaskClient, runtime: 
         "services": {
             name: {
                 "image": f"{image}:latest",
+                "engine": "docker",
                 "digest": None,
                 "container": None,
                 "address": None,

@@ -112,6 +112,7 @@ def test_a_full_spec_becomes_the_whole_service_document() -> None:
             },
             "RestartPolicy": {"Condition": "any", "Delay": 1_000_000_000, "MaxAttempts": 0},
             "Networks": [{"Target": "host"}],
+            "ForceUpdate": 0,
             "Resources": {
                 "Limits": {"NanoCPUs": 1_500_000_000, "MemoryBytes": 256 * 2**20},
                 "Reservations": {"NanoCPUs": 250_000_000, "MemoryBytes": 2**26},
@@ -129,7 +130,7 @@ def test_a_minimal_spec_states_update_and_rollback_config_and_nothing_optional()
     document = make_service_document(make_spec(), {}, {})
 
     template = document["task_template"]
-    assert set(template) == {"ContainerSpec", "RestartPolicy", "Networks"}
+    assert set(template) == {"ContainerSpec", "RestartPolicy", "Networks", "ForceUpdate"}
     assert set(template["ContainerSpec"]) == {"Image", "Env", "Labels", "StopGracePeriod"}
     assert document["update_config"] == {
         "Parallelism": 1,
