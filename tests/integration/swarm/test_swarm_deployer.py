@@ -147,7 +147,8 @@ def steps(deployment: Deployment | dict[str, Any]) -> list[tuple[str, str]]:
 
 def converge_seconds(deployment: Deployment) -> float:
     step = deployment.last_step("converge")
-    assert step is not None and step.finished_at is not None
+    assert step is not None
+    assert step.finished_at is not None
     return (step.finished_at - step.started_at).total_seconds()
 
 
@@ -213,7 +214,8 @@ def test_a_release_that_exits_or_never_gets_healthy_fails_and_the_old_one_serves
     assert load.failures() == []
     assert set(load.bodies()) == {"v1"}
     state = SwarmBackend().service(bed.name)
-    assert state is not None and state.digest == v1.digest
+    assert state is not None
+    assert state.digest == v1.digest
     assert bed.version() == (200, "v1\n")
 
 
