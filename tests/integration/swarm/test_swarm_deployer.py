@@ -307,13 +307,14 @@ def test_sigkilled_mid_update_the_restart_reattaches_and_records_the_true_outcom
 ) -> None:
     nginx = make_nginx([service_name])
     repository = images.repository(service_name)
+    service = swarm_service(service_name, repository, port_pool(3))
+    service["update"]["monitor"] = 3  # time to kill it mid-converge
     config = {
         "state_dir": str(tmp_path / "state"),
         "instance": swarm_instance,
         "nginx": nginx.deployer_config(),
-        "services": {service_name: swarm_service(service_name, repository, port_pool(3))},
+        "services": {service_name: service},
     }
-    config["services"][service_name]["update"]["monitor"] = 3  # time to kill it mid-converge
     serve = ServeProcess(config, tmp_path / "serve", ENVIRON).start()
     try:
         v1 = images.build(service_name, "v1", tag="latest")
