@@ -46,7 +46,7 @@ from deployer.errors import (
 )
 from deployer.fleet import Fleet, Member, Serving
 from deployer.logs import container_secrets, redact
-from deployer.models import Deployment, DeploymentState, StepState, utc_now
+from deployer.models import Deployment, DeploymentState, Endpoint, StepState, utc_now
 from deployer.nginx import NginxConfigurator
 from deployer.rollout.converge import short
 from deployer.rollout.environment import read_secret_environment
@@ -250,14 +250,18 @@ class SwarmRollout:
         return f"; deployer asked Swarm to roll {name} back to {short(state.previous_digest)}"
 
     def _restore_nginx(self) -> str:
-        """nginx lists what serves now: the old release (and the tasks Swarm runs now)."""
+        """nginx lists what serves now: the tasks Swarm wants running on the digest the service
+        pins now (after a rollback: the old one), else what served before this deployment."""
         strategy, name = self.strategy, self.name
         try:
             state, tasks = strategy.read(name)
-            members: list[Member] = list(self.old.members) if self.old is not None else []
-            if state is not None:
-                members += serving_endpoints(self.service, name, strategy.nodes(), state, tasks)
-            members = _unique(members)
+            members: list[Member] = []
+            if state is not None and state.digest is not None:
+                members += serving_endpoints(
+                    self.service, name, strategy.nodes(), state, tasks, state.digest
+                )
+            if not members and self.old is not None:
+                members = list(self.old.members)
             current = strategy.fleet.serving(name)
             if current is not None and _addresses(current.members) == _addresses(members):
                 return ""
@@ -332,8 +336,12 @@ def _trouble(state: ServiceState, tasks: Sequence[TaskInfo]) -> str | None:
     return None
 
 
-def _addresses(members: Sequence[Member]) -> list[str]:
-    return sorted(member.address for member in members)
+def _addresses(members: Sequence[Member]) -> list[tuple[str, str]]:
+    """What nginx's upstream says of members: each address and its server parameters."""
+    return sorted(
+        (member.address, member.parameters if isinstance(member, Endpoint) else "")
+        for member in members
+    )
 
 
 def _unique(members: Sequence[Member]) -> list[Member]:

@@ -8,8 +8,9 @@ Nothing is written to a Swarm service at start. Per Swarm service:
 |                                         | publishing), or the fixed ingress/dns addresses    |
 | a deployment running whose write        | resumed: nginx also lists every task still alive   |
 | reached Swarm (the service carries its  | and the release's port (max_fails=0); its converge |
-| deployment label, or Swarm began an     | step re-attaches and records the true outcome      |
-| update after its update step began)     | (a rollback Swarm did meanwhile: failed, with why) |
+| deployment label, or Swarm is rolling   | step re-attaches and records the true outcome      |
+| back an update begun after its update   | (a rollback Swarm did meanwhile: failed, with why) |
+| step began)                             |                                                    |
 | a deployment running whose write never  | `failed: interrupted at <step>`; the service was   |
 | reached Swarm                           | not changed and serves on                          |
 
@@ -69,8 +70,11 @@ def landed(record: Deployment, state: ServiceState | None) -> bool:
         return False
     if state.labels.get(LABEL_DEPLOYMENT) == record.id:
         return True
+    # Swarm's rollback restored the previous spec (and its labels): ours, if it began after
+    # this deployment's update step did.
+    rolled_back = state.update_state is not None and state.update_state.rolled_back
     began = state.update_started_at
-    return began is not None and began >= update.started_at - CLOCK_SLACK
+    return rolled_back and began is not None and began >= update.started_at - CLOCK_SLACK
 
 
 def _members(
