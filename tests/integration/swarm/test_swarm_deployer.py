@@ -31,7 +31,6 @@ pytestmark = pytest.mark.integration
 TOKEN = "swarm-integration-token-0123456789"
 ADMIN = "swarm-integration-admin-0123456789"
 ENVIRON = {"DEPLOYER_TOKEN": TOKEN, "DEPLOYER_ADMIN_TOKEN": ADMIN}
-CONVERGE_TIMES: list[float] = []  # seconds, every successful converge step (for the notes)
 
 
 def swarm_service(name: str, repository: str, ports: str, **overrides: Any) -> dict[str, Any]:
@@ -179,7 +178,11 @@ def test_first_push_creates_the_service_then_v2_replaces_it_with_no_failed_reque
     assert sum(answer.ok for answer in load.answers) > 50
     assert load.bodies()[0] == "v1"
     assert load.bodies()[-1] == "v2"
-    CONVERGE_TIMES.extend(converge_seconds(d) for d in (first, second))
+    print(  # the figures the issue notes quote (pytest -s shows them)
+        f"swarm v1->v2: {len(load.failures())} failed of {len(load.answers)} requests; "
+        f"converge {converge_seconds(first):.2f} s (create), {converge_seconds(second):.2f} s "
+        f"(update, monitor 1 s); webhook->finished {second.finished_at - second.created_at}"
+    )
     status = bed.status()
     assert status["engine"] == "swarm"
     assert status["replicas"] == {"desired": 1, "running": 1}
