@@ -39,16 +39,16 @@ def create_app(
     app = Flask(__name__, template_folder=str(TEMPLATES))
     app.json.sort_keys = False  # type: ignore[attr-defined]
     environ = os.environ if environ is None else environ
-    logins = RegistryLogins(config.registries, environ)
-    # Both clients are built lazily: a Swarm one is only ever used for `engine: swarm`.
+    containers = DockerBackend(logins=RegistryLogins(config.registries, environ))
+    # Clients are built lazily: the Swarm one is only ever used for `engine: swarm`.
     app.extensions["deployer"] = Runtime(
         config,
-        backend or DockerBackend(logins=logins),
+        backend or containers,
         environ,
         run,
         probe,
         is_port_free,
-        swarm or SwarmBackend(credentials=DockerBackend(logins=logins).credentials),
+        swarm or SwarmBackend(registry=containers),
     )
     http.register(app)
     return app

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,7 +22,6 @@ import docker
 import docker.auth
 import docker.errors
 import docker.types
-import requests
 from docker.models.containers import _create_container_args  # docker-py's own option mapping
 
 from deployer.backends.base import (
@@ -40,6 +38,7 @@ from deployer.backends.base import (
     Healthcheck,
     Unmanaged,
 )
+from deployer.backends.engine import ENGINE_ERRORS, LazyClient
 from deployer.config import registry_of
 from deployer.errors import ContainerError, ContainerMissing, DockerError, RegistryError
 from deployer.logs import container_secrets, redact
@@ -53,7 +52,6 @@ from deployer.registries import (
 )
 
 log = logging.getLogger(__name__)
-ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 DOCKER_TIME = re.compile(
     r"(?P<when>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(?P<fraction>\d+))?(?P<zone>Z|[+-]\d\d:\d\d)?"
 )
@@ -82,20 +80,12 @@ class DockerBackend:
     def __init__(
         self, make_client: Callable[[], Any] | None = None, logins: RegistryLogins | None = None
     ) -> None:
-        self._make_client = make_client or docker.from_env
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self._engine = LazyClient(make_client)
         self._logins = logins or RegistryLogins()
 
     @property
     def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                try:
-                    self._client = self._make_client()
-                except ENGINE_ERRORS as err:
-                    raise DockerError(f"cannot reach the Docker engine: {err}") from err
-            return self._client
+        return self._engine.get()
 
     def resolve(self, image: str, tag: str) -> str:
         """The registry's current digest for image:tag, without pulling."""

@@ -22,9 +22,10 @@ from typing import Any
 import docker
 import docker.auth
 import docker.errors
-import requests
 
 from deployer.backends.base import LABEL_INSTANCE
+from deployer.backends.docker import DockerBackend
+from deployer.backends.engine import ENGINE_ERRORS, LazyClient
 from deployer.backends.swarm_api import make_service_document, parse_service, parse_task
 from deployer.backends.swarm_types import (
     FileReference,
@@ -34,11 +35,9 @@ from deployer.backends.swarm_types import (
     WriteResult,
 )
 from deployer.config import registry_of
-from deployer.errors import DockerError, RegistryError, ServiceError
-from deployer.registries import Credentials, is_refusal, refused
+from deployer.errors import ServiceError
 
 log = logging.getLogger(__name__)
-ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 OUT_OF_SEQUENCE = "update out of sequence"
 TASK_LABEL = "com.docker.swarm.task.id="
 
@@ -58,50 +57,26 @@ def engine_errors(service: str, action: str) -> Iterator[None]:
         raise ServiceError(service, f"cannot {action}: {_explain(err)}") from err
 
 
-Chooser = Callable[[str], Credentials]  # image -> the credentials its registry gets
-
-
 class SwarmBackend:
     """Swarm services on a manager node, through the docker SDK (client built lazily)."""
 
     def __init__(
-        self, make_client: Callable[[], Any] | None = None, credentials: Chooser | None = None
+        self, make_client: Callable[[], Any] | None = None, registry: DockerBackend | None = None
     ) -> None:
-        self._make_client = make_client or docker.from_env
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self._engine = LazyClient(make_client)
         self._writing = threading.Lock()  # the SDK reads a write's credentials from the client
         self._hostnames: dict[str, str] = {}
         self._addresses: dict[str, str] = {}
-        self._credentials = credentials  # None: the SDK's own (the client's Docker config)
+        # Resolving a tag and choosing credentials are the container backend's (one client).
+        self._registry = registry or DockerBackend(self._engine.get)
 
     @property
     def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                try:
-                    self._client = self._make_client()
-                except ENGINE_ERRORS as err:
-                    raise DockerError(f"cannot reach the Docker engine: {err}") from err
-            return self._client
+        return self._engine.get()
 
     def resolve(self, image: str, tag: str) -> str:
         """The registry's current digest for image:tag (deployer pins it; the daemon won't)."""
-        reference = f"{image}:{tag}"
-        credentials = self._credentials(image) if self._credentials else None
-        auth = dict(credentials.auth) if credentials is not None else None
-        try:
-            found = self.client.images.get_registry_data(reference, auth_config=auth)
-        except ENGINE_ERRORS as err:
-            why = _why(err)
-            refusal = is_refusal(why) or getattr(err, "status_code", None) in (401, 403)
-            if credentials is not None and refusal:
-                raise RegistryError(reference, refused(reference, why, credentials)) from err
-            raise RegistryError(
-                reference, f"cannot resolve {reference} at the registry: {why}"
-            ) from err
-        digest: str = found.id
-        return digest
+        return self._registry.resolve(image, tag)
 
     def service(self, name: str) -> ServiceState | None:
         """The service's current state, or None when there is no such service."""
@@ -206,10 +181,7 @@ class SwarmBackend:
         create_service/update_service have no parameter for them); writes are serialised here
         so two services never send each other's.
         """
-        if self._credentials is None:
-            yield
-            return
-        credentials = self._credentials(image)
+        credentials = self._registry.credentials(image)
         registry = registry_of(image)
         auths = {registry: dict(credentials.auth)} if credentials.auth else {}
         api = self.client.api

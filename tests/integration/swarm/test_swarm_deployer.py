@@ -18,6 +18,7 @@ from deployer.backends.docker import DockerBackend
 from deployer.backends.swarm import SwarmBackend
 from deployer.config import parse_config
 from deployer.demo import dockerhub_payload
+from deployer.documents import seconds
 from deployer.models import Deployment, DeploymentState
 from deployer.runtime import Runtime
 from deployer.sandbox import AppBehaviour, ImageFactory, SandboxNginx
@@ -181,7 +182,8 @@ def test_first_push_creates_the_service_then_v2_replaces_it_with_no_failed_reque
     print(  # the figures the issue notes quote (pytest -s shows them)
         f"swarm v1->v2: {len(load.failures())} failed of {len(load.answers)} requests; "
         f"converge {converge_seconds(first):.2f} s (create), {converge_seconds(second):.2f} s "
-        f"(update, monitor 1 s); webhook->finished {second.finished_at - second.created_at}"
+        f"(update, monitor 1 s); queued->finished "
+        f"{seconds(second.created_at, second.finished_at)} s"
     )
     status = bed.status()
     assert status["engine"] == "swarm"
