@@ -78,6 +78,14 @@ def start(swarm: FakeSwarm, tmp_path: Path) -> Iterator[Callable[..., Runtime]]:
         APPS.pop(id(runtime), None)
 
 
+def v1_served_v2_pushed(start: Callable[..., Runtime], swarm: FakeSwarm, **shop: Any) -> Runtime:
+    """A started runtime whose service runs V1 (deployed), with V2 now behind the tag."""
+    runtime = start(**shop)
+    run(runtime)
+    swarm.digests[f"{IMAGE}:latest"] = V2
+    return runtime
+
+
 def run(runtime: Runtime, tag: str = "latest") -> Deployment:
     deployment = new_deployment(runtime, "shop", tag)
     runtime.deployer.run(deployment)
@@ -112,9 +120,7 @@ def test_the_first_push_creates_the_service_and_nginx_lists_its_task(
 def test_an_update_rotates_the_port_and_nginx_lists_both_until_swarm_switched(
     start: Callable[..., Runtime], swarm: FakeSwarm
 ) -> None:
-    runtime = start()
-    run(runtime)
-    swarm.digests[f"{IMAGE}:latest"] = V2
+    runtime = v1_served_v2_pushed(start, swarm)
     during: list[str] = []
     swarm.on_apply.append(lambda: during.append(upstream(runtime)))
 
@@ -161,9 +167,7 @@ def test_the_same_digest_with_a_replica_down_is_forced_to_new_tasks(
 def test_swarm_rolling_back_fails_the_deployment_with_task_errors_and_nginx_goes_back(
     start: Callable[..., Runtime], swarm: FakeSwarm
 ) -> None:
-    runtime = start()
-    run(runtime)
-    swarm.digests[f"{IMAGE}:latest"] = V2
+    runtime = v1_served_v2_pushed(start, swarm)
     swarm.outcome = "rollback"
 
     failed = run(runtime)
@@ -184,9 +188,7 @@ def test_swarm_rolling_back_fails_the_deployment_with_task_errors_and_nginx_goes
 def test_a_deadline_swarm_does_not_act_on_is_rolled_back_by_deployer(
     start: Callable[..., Runtime], swarm: FakeSwarm
 ) -> None:
-    runtime = start(update={"monitor": 0, "timeout": 0.2})
-    run(runtime)
-    swarm.digests[f"{IMAGE}:latest"] = V2
+    runtime = v1_served_v2_pushed(start, swarm, update={"monitor": 0, "timeout": 0.2})
     swarm.outcome = "hang"
 
     failed = run(runtime)
@@ -217,9 +219,7 @@ def test_a_failed_first_deployment_removes_the_service_it_created(
 def test_an_engine_error_after_the_write_landed_leaves_no_task_of_the_failed_digest(
     start: Callable[..., Runtime], swarm: FakeSwarm
 ) -> None:
-    runtime = start()
-    run(runtime)
-    swarm.digests[f"{IMAGE}:latest"] = V2
+    runtime = v1_served_v2_pushed(start, swarm)
     swarm.outcome = "lost"
 
     failed = run(runtime)
@@ -235,9 +235,7 @@ def test_an_engine_error_after_the_write_landed_leaves_no_task_of_the_failed_dig
 def test_an_engine_error_before_the_write_changes_nothing_and_nginx_goes_back(
     start: Callable[..., Runtime], swarm: FakeSwarm
 ) -> None:
-    runtime = start()
-    run(runtime)
-    swarm.digests[f"{IMAGE}:latest"] = V2
+    runtime = v1_served_v2_pushed(start, swarm)
 
     def refuse() -> None:
         raise swarm_error()
@@ -260,9 +258,7 @@ def swarm_error() -> Exception:
 def test_killed_mid_converge_the_restart_reattaches_and_records_success(
     start: Callable[..., Runtime], swarm: FakeSwarm
 ) -> None:
-    runtime = start()
-    run(runtime)
-    swarm.digests[f"{IMAGE}:latest"] = V2
+    runtime = v1_served_v2_pushed(start, swarm)
     deployment = new_deployment(runtime, "shop")
     kill_when_step_starts(runtime, deployment, "converge")
     assert swarm.services["shop"].state.digest == V2  # the write landed before the kill
@@ -286,9 +282,7 @@ def test_killed_mid_converge_the_restart_reattaches_and_records_success(
 def test_killed_mid_converge_while_swarm_rolls_back_the_restart_records_the_failure(
     start: Callable[..., Runtime], swarm: FakeSwarm
 ) -> None:
-    runtime = start()
-    run(runtime)
-    swarm.digests[f"{IMAGE}:latest"] = V2
+    runtime = v1_served_v2_pushed(start, swarm)
     swarm.outcome = "rollback"
     deployment = new_deployment(runtime, "shop")
     kill_when_step_starts(runtime, deployment, "converge")
@@ -304,9 +298,7 @@ def test_killed_mid_converge_while_swarm_rolls_back_the_restart_records_the_fail
 def test_killed_before_the_write_the_restart_fails_it_and_changes_nothing(
     start: Callable[..., Runtime], swarm: FakeSwarm
 ) -> None:
-    runtime = start()
-    run(runtime)
-    swarm.digests[f"{IMAGE}:latest"] = V2
+    runtime = v1_served_v2_pushed(start, swarm)
     deployment = new_deployment(runtime, "shop")
     kill_when_step_starts(runtime, deployment, "update")
     writes = len(swarm.services["shop"].specs)
@@ -325,9 +317,7 @@ def test_killed_before_the_write_the_restart_fails_it_and_changes_nothing(
 def test_a_stop_during_converge_leaves_the_deployment_running_for_the_next_start(
     start: Callable[..., Runtime], swarm: FakeSwarm
 ) -> None:
-    runtime = start(update={"monitor": 0, "timeout": 60})
-    run(runtime)
-    swarm.digests[f"{IMAGE}:latest"] = V2
+    runtime = v1_served_v2_pushed(start, swarm, update={"monitor": 0, "timeout": 60})
     swarm.outcome = "hang"
     deployment = runtime.deploy_now("shop", None, "test")
     wait_step(runtime, deployment.id, "converge")
@@ -370,9 +360,7 @@ def test_status_page_cli_and_metrics_show_replicas_and_tasks(
 def test_a_rollback_redeploys_the_previous_digest_through_swarm(
     start: Callable[..., Runtime], swarm: FakeSwarm
 ) -> None:
-    runtime = start()
-    run(runtime)
-    swarm.digests[f"{IMAGE}:latest"] = V2
+    runtime = v1_served_v2_pushed(start, swarm)
     run(runtime)
     runtime.view.read("shop")
 
