@@ -223,7 +223,23 @@ def _swarm_service_checks(config: Config, name: str, service: ServiceConfig) -> 
         limit = getattr(service.resources.limits, key)
         if key in service.model_fields_set and limit is not None:
             problems.append(f"{path}.{key}: also set as resources.limits.{key}; set the limit once")
+    update = service.update
+    if update.monitor <= 0:
+        problems.append(
+            f"{path}.update.monitor: must be > 0 (how long each new task must stay up; 0 would "
+            "call an update done before Swarm replaced a task)"
+        )
+    elif update.timeout <= update.monitor:
+        problems.append(
+            f"{path}.update.timeout: {update.timeout:g} s leaves no time beyond the monitor "
+            f"window ({update.monitor:g} s); every update would fail at the deadline"
+        )
     healthcheck = service.healthcheck
+    if mode == "host" and healthcheck is not None and healthcheck.disable:
+        problems.append(
+            f"{path}.healthcheck: publish: host needs a HEALTHCHECK (the image's or this one): "
+            "without it Swarm stops the old task before the new one listens"
+        )
     if healthcheck is not None and not healthcheck.disable and healthcheck.test is None:
         problems.append(
             f"{path}.healthcheck: a Swarm service's healthcheck replaces the image's whole: "
@@ -244,6 +260,11 @@ def _ports_checks(path: str, service: ServiceConfig) -> list[str]:
     if ports is None:
         return [f"{path}.ports: required (host publishing rotates between ports of this pool)"]
     if service.replicas == 1:
+        if len(list(ports)) < 3:
+            return [
+                f"{path}.ports: {ports} has {len(list(ports))} port(s); host publishing needs 3 "
+                "(the old release's, the new one's, and one while the old tasks still stop)"
+            ]
         return []
     if service.replicas > MAX_SLOT_REPLICAS:
         return [
@@ -251,10 +272,10 @@ def _ports_checks(path: str, service: ServiceConfig) -> list[str]:
             "of a release listens on a port ending in k); use publish: ingress or dns for more"
         ]
     blocks = len(slot_blocks(list(ports), service.replicas))
-    if blocks < 2:
+    if blocks < 3:
         return [
             f"{path}.ports: {ports} holds {blocks} block(s) of ports ...1-...{service.replicas}; "
-            f"{service.replicas} replicas on host networking need 2 (the old and the new "
-            "release), e.g. 18000-18019"
+            f"{service.replicas} replicas on host networking need 3 (the old and the new "
+            "release, and one while the old tasks still stop), e.g. 18000-18029"
         ]
     return []

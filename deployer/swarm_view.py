@@ -99,7 +99,12 @@ class SwarmView:
 
     def _follow(self) -> None:
         while not self._stopping.wait(self.refresh):
-            self.read_all()
+            try:
+                self.read_all()
+            except Exception:  # an odd document must not end the thread (readers would freeze)
+                log.exception(
+                    "reading the Swarm services failed; trying again in %g s", self.refresh
+                )
 
 
 def _with_error(old: SwarmSnapshot, error: str) -> SwarmSnapshot:

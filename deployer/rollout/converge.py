@@ -12,8 +12,10 @@ call a finished rollout: the new release serves everywhere and has stayed up for
   1. The service's spec pins the target digest (no rollback, nobody else replaced it).
   2. Swarm's UpdateStatus is `completed`, or missing (a first create, or a write that changed
      nothing Swarm rolls out): then the tasks alone decide.
-  3. Exactly `replicas` tasks are desired running, all on the target digest, all `running`.
-     `starting` is not enough: a task stays there until its HEALTHCHECK passes.
+  3. Exactly `replicas` tasks are desired running, all on the target digest, all `running`,
+     all created since the write (a digest deployed again: the old tasks run it too, and Swarm
+     clears UpdateStatus at the write, before its updater replaces them). `starting` is not
+     enough: a task stays there until its HEALTHCHECK passes.
   4. Each of them was seen `running` in every observation for at least `window` (the monitor
      window) counted from the later of: when it was first seen running, and when the update
      was first seen `completed`. Swarm's own monitor ends at `completed`; a release that dies
@@ -44,11 +46,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from deployer.backends.swarm_types import ServiceState, TaskInfo, UpdateState
 
-CURRENT_DESIRED = ("running", "ready")  # `ready`: start-first prepares it, then starts it
+CURRENT_DESIRED = ("running", "ready")
+# Tasks created before the write run the target digest too when a digest is deployed again
+# (ForceUpdate): they are not this update's. Deployer's and the manager's clocks may differ
+# this much.
+CLOCK_SLACK = timedelta(seconds=1)  # `ready`: start-first prepares it, then starts it
 
 
 class Outcome(enum.StrEnum):
@@ -128,7 +134,7 @@ def judge(
     flaps = _flaps(service, failures)
     if flaps:
         return Verdict(Outcome.FAILED, _flap_reason(service, flaps), state, _failed(flaps))
-    progress = _progress(observations, target, window)
+    progress = _progress(observations, target, window, since)
     if progress.stable and state is not UpdateState.UPDATING:
         return Verdict(Outcome.SUCCEEDED, progress.summary, state)
     if late:
@@ -153,12 +159,21 @@ class _Progress:
     stuck: tuple[TaskFailure, ...]  # target tasks desired running that do not run
 
 
-def _progress(observations: Sequence[Observation], target: str, window: float) -> _Progress:
+def _new(task: TaskInfo, since: datetime | None) -> bool:
+    """A task of this update: created since the write (within CLOCK_SLACK), or unknown when."""
+    if since is None or task.created_at is None:
+        return True
+    return task.created_at >= since - CLOCK_SLACK
+
+
+def _progress(
+    observations: Sequence[Observation], target: str, window: float, since: datetime | None
+) -> _Progress:
     latest = observations[-1]
     assert latest.service is not None
     service = latest.service
     current = [task for task in latest.tasks if task.desired_state in CURRENT_DESIRED]
-    on_target = [task for task in current if task.digest == target]
+    on_target = [task for task in current if task.digest == target and _new(task, since)]
     running = [task for task in on_target if task.state == "running"]
     old = len(current) - len(on_target)
     desired = service.replicas if service.replicas is not None else len(on_target)

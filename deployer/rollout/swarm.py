@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from deployer.backends.base import LABEL_DEPLOYMENT, LOOPBACK
-from deployer.backends.swarm_types import ServiceState, SwarmControl, TaskInfo
+from deployer.backends.swarm_types import ServiceState, SwarmControl, TaskInfo, UpdateState
 from deployer.config import Config, ServiceConfig
 from deployer.deploy import Steps
 from deployer.errors import (
@@ -58,6 +58,7 @@ from deployer.swarm_view import SwarmView
 
 log = logging.getLogger(__name__)
 SETTLE = 5.0  # seconds to wait for a rollback Swarm began to end, to report how it ended
+SETTLED = (None, UpdateState.COMPLETED, UpdateState.ROLLBACK_COMPLETED)  # no update under way
 POLL = 0.25  # seconds between two observations while converging
 REATTACH_MINIMUM = 30.0  # seconds a re-attached watch gets beyond the monitor window at least
 
@@ -107,6 +108,7 @@ class SwarmRollout:
         self.listed_new = False  # nginx lists the new port beside the old tasks
         self.wrote = deployment.last_step("update") is not None  # the write may have landed
         self.created = False  # this deployment created the service (its first)
+        self.asked_rollback = False  # deployer asked Swarm to roll back (it may still run)
         self.secrets: list[str] = []
 
     def run(self) -> DeploymentState:
@@ -210,7 +212,7 @@ class SwarmRollout:
     def switch(self, digest: str) -> None:
         """The nginx step: the upstream lists the new release's tasks only."""
         strategy, name = self.strategy, self.name
-        with self.step("nginx") as step:
+        with self.step("nginx", cancellable=False) as step:  # after the write: never undone
             state, tasks = strategy.read(name)
             if state is None:
                 raise DockerError(f"Swarm service {name} is gone (removed by someone?)")
@@ -247,21 +249,37 @@ class SwarmRollout:
             engine.remove(name)
             return f"; removed Swarm service {name}, which this first deployment created"
         engine.rollback(name)
+        self.asked_rollback = True
         return f"; deployer asked Swarm to roll {name} back to {short(state.previous_digest)}"
 
     def _restore_nginx(self) -> str:
-        """nginx lists what serves now: the tasks Swarm wants running on the digest the service
-        pins now (after a rollback: the old one), else what served before this deployment."""
+        """nginx lists what serves now. Settled (Swarm finished its rollback, or nothing was
+        written): the tasks running the digest the service pins. Otherwise (a rollback still
+        under way, one deployer just asked for): what served before, every task still alive
+        and the pinned port on every node, all max_fails=0, until the next deployment."""
         strategy, name = self.strategy, self.name
         try:
             state, tasks = strategy.read(name)
-            members: list[Member] = []
+            members: list[Member] = list(self.old.members) if self.old is not None else []
             if state is not None and state.digest is not None:
-                members += serving_endpoints(
-                    self.service, name, strategy.nodes(), state, tasks, state.digest
-                )
-            if not members and self.old is not None:
-                members = list(self.old.members)
+                nodes = strategy.nodes()
+                running = [t for t in tasks if t.state == "running" and t.digest == state.digest]
+                settled = not self.asked_rollback and state.update_state in SETTLED
+                if settled and running:
+                    members = list(
+                        serving_endpoints(self.service, name, nodes, state, running, state.digest)
+                    )
+                elif state.port is not None:
+                    members = list(
+                        switching_endpoints(
+                            [m for m in members if isinstance(m, Endpoint)],
+                            tasks,
+                            nodes,
+                            state.port,
+                            self.service.replicas,
+                            state.digest,
+                        )
+                    )
             current = strategy.fleet.serving(name)
             if current is not None and _addresses(current.members) == _addresses(members):
                 return ""

@@ -333,3 +333,19 @@ def _failed_copy(task: TaskInfo, days_ago: int) -> TaskInfo:
         created_at=task.created_at - timedelta(days=days_ago),
         state_since=task.created_at - timedelta(days=days_ago),
     )
+
+
+def test_old_tasks_of_a_digest_deployed_again_are_not_the_updates_tasks() -> None:
+    recording = load("update_start_first_success")
+    last = recording.observations[-1]
+    assert last.service is not None
+    hour = timedelta(hours=1)
+    since = max(t.created_at for t in last.tasks if t.created_at is not None) + hour
+    # Right after a forced write: no UpdateStatus yet, the old tasks run the target digest.
+    service = replace(last.service, update_state=None)
+    seen = Observation(0.0, service, last.tasks)
+
+    verdict = judge([seen], recording.target, 0.0, math.inf, since)
+
+    assert verdict.outcome is Outcome.PENDING
+    assert verdict.outcome is not Outcome.SUCCEEDED

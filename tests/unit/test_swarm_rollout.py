@@ -32,7 +32,7 @@ def swarm_config(tmp_path: Path, **shop: Any) -> Config:
         "engine": "swarm",
         "image": IMAGE,
         "ports": "19000-19002",
-        "update": {"monitor": 0, "timeout": 5},
+        "update": {"monitor": 0.01, "timeout": 5},
         **shop,
     }
     return make_config(tmp_path, services={"shop": service})
@@ -188,7 +188,7 @@ def test_swarm_rolling_back_fails_the_deployment_with_task_errors_and_nginx_goes
 def test_a_deadline_swarm_does_not_act_on_is_rolled_back_by_deployer(
     start: Callable[..., Runtime], swarm: FakeSwarm
 ) -> None:
-    runtime = v1_served_v2_pushed(start, swarm, update={"monitor": 0, "timeout": 0.2})
+    runtime = v1_served_v2_pushed(start, swarm, update={"monitor": 0.01, "timeout": 0.2})
     swarm.outcome = "hang"
 
     failed = run(runtime)
@@ -199,13 +199,15 @@ def test_a_deadline_swarm_does_not_act_on_is_rolled_back_by_deployer(
     assert "deployer asked Swarm to roll shop back to sha256:111111111111" in failed.error
     assert swarm.calls[-1] == "rollback shop"
     assert swarm.services["shop"].state.digest == V1
-    assert "server 127.0.0.1:19000;" in upstream(runtime)
+    # Swarm's rollback has just begun: the old port and every live task stay listed, none
+    # marked down, until the next deployment.
+    assert "server 127.0.0.1:19000 max_fails=0;" in upstream(runtime)
 
 
 def test_a_failed_first_deployment_removes_the_service_it_created(
     start: Callable[..., Runtime], swarm: FakeSwarm
 ) -> None:
-    runtime = start(update={"monitor": 0, "timeout": 0.2})
+    runtime = start(update={"monitor": 0.01, "timeout": 0.2})
     swarm.outcome = "hang"
 
     failed = run(runtime)
@@ -229,7 +231,9 @@ def test_an_engine_error_after_the_write_landed_leaves_no_task_of_the_failed_dig
     assert "connection reset by peer" in str(failed.error)
     assert "deployer asked Swarm to roll shop back" in str(failed.error)
     assert swarm.services["shop"].state.digest == V1
-    assert "server 127.0.0.1:19000;" in upstream(runtime)
+    # The V2 task still answers until Swarm's rollback replaces it: both stay listed.
+    assert "server 127.0.0.1:19000 max_fails=0;" in upstream(runtime)
+    assert "server 127.0.0.1:19001 max_fails=0;" in upstream(runtime)
 
 
 def test_an_engine_error_before_the_write_changes_nothing_and_nginx_goes_back(
@@ -317,7 +321,7 @@ def test_killed_before_the_write_the_restart_fails_it_and_changes_nothing(
 def test_a_stop_during_converge_leaves_the_deployment_running_for_the_next_start(
     start: Callable[..., Runtime], swarm: FakeSwarm
 ) -> None:
-    runtime = v1_served_v2_pushed(start, swarm, update={"monitor": 0, "timeout": 60})
+    runtime = v1_served_v2_pushed(start, swarm, update={"monitor": 0.01, "timeout": 60})
     swarm.outcome = "hang"
     deployment = runtime.deploy_now("shop", None, "test")
     wait_step(runtime, deployment.id, "converge")
@@ -381,3 +385,25 @@ def wait_step(runtime: Runtime, deployment_id: str, step: str) -> None:
 
 def wait_finished(runtime: Runtime, deployment_id: str) -> Deployment:
     return finished(runtime, deployment_id, timeout=10)
+
+
+def test_a_stop_after_converge_succeeded_never_rolls_the_release_back(
+    start: Callable[..., Runtime], swarm: FakeSwarm
+) -> None:
+    runtime = v1_served_v2_pushed(start, swarm)
+    original = runtime.view.read
+
+    def stop_now(name: str) -> None:
+        # The view is read once converge has decided: SIGTERM arrives right then.
+        if swarm.services["shop"].state.digest == V2:
+            runtime.stopping.set()
+        original(name)
+
+    runtime.view.read = stop_now  # type: ignore[method-assign]
+
+    found = run(runtime)
+
+    assert found.state is DeploymentState.SUCCEEDED, found.error
+    assert steps(found)[-1] == ("nginx", "succeeded")
+    assert not any(call.startswith("rollback") for call in swarm.calls)
+    assert "server 127.0.0.1:19001;" in upstream(runtime)

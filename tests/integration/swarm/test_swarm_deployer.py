@@ -278,7 +278,7 @@ def test_a_burst_of_identical_pushes_updates_the_service_once(
 def test_two_replicas_keep_serving_through_a_start_first_update(
     make_bed: Callable[..., SwarmBed], port_pool: Callable[[int], str]
 ) -> None:
-    bed = make_bed(replicas=2, ports=port_pool(20))  # two blocks: ...1-...2 and ...11-...12
+    bed = make_bed(replicas=2, ports=port_pool(30))  # blocks ...1-...2, ...11-...12, ...21-...22
     bed.push("v1")
     assert bed.wait_idle().state is DeploymentState.SUCCEEDED
     assert bed.status()["replicas"] == {"desired": 2, "running": 2}
