@@ -17,8 +17,9 @@ The recovery rule, by the step a deployment was in when deployer stopped or was 
 | stop and nginx      | serve again), then as above for the new one                            |
 
 So: per service, the running containers of the newest deployment whose `nginx` step succeeded
-serve (all its replicas that run; containers no deployment record knows of rank below those,
-newest first); nginx is
+serve (all its replicas that run, and those that are `restarting` or `paused`: they come back
+by themselves, so they are listed and never removed; containers no deployment record knows of
+rank below those, newest first); nginx is
 tested and reloaded with that at every start, since after a crash its running config is
 unknown; only then are other containers removed, and never one nginx might still send
 traffic to (when that reload fails, only containers nginx was never told about go).
@@ -40,6 +41,7 @@ from deployer.store import Store
 
 log = logging.getLogger(__name__)
 NEVER = datetime.min.replace(tzinfo=UTC)
+COMES_BACK = ("restarting", "paused")  # not running now, but not gone either
 
 
 @dataclass
@@ -69,10 +71,21 @@ def plan_service(
         switched = record.switched_at if record is not None else None
         return (switched or NEVER, container.started_at or NEVER)
 
+    def switched(container: ContainerInfo) -> bool:
+        record = records.get(container.deployment)
+        return record is not None and record.switched_at is not None
+
+    def can_serve(container: ContainerInfo) -> bool:
+        if not container.address or known_unswitched(container):
+            return False  # nginx cannot reach it, or nginx was never sent to it
+        # Between two restart-policy restarts, or paused: a switched release's replica comes
+        # back by itself; removing it would leave the service without a server.
+        comes_back = container.status in COMES_BACK and switched(container)
+        return container.status == "running" or comes_back
+
     releases: dict[str, list[ContainerInfo]] = {}
     for container in containers:
-        usable = container.status == "running" and container.address  # nginx can reach it
-        if usable and not known_unswitched(container):
+        if can_serve(container):
             releases.setdefault(container.deployment or container.id, []).append(container)
     best = max(releases.values(), key=lambda group: max(map(rank, group)), default=[])
     plan.serving = sorted(best, key=lambda container: container.name)
