@@ -13,8 +13,9 @@ The recovery rule, by the step a deployment was in when deployer stopped or was 
 | drain, retire       | nginx already sends traffic to the new container: it serves; the      |
 |                     | deployment is resumed: the rest of the drain, then the retire, both   |
 |                     | recorded; it ends `succeeded`                                          |
-| stop-first, between | the old release's stopped containers are started again first (they    |
-| stop and nginx      | serve again), then as above for the new one                            |
+| stop-first, between | the new containers are removed first (never both releases at once),   |
+| stop and nginx      | then the old release's stopped containers are started again and serve |
+|                     | (left stopped, and said so, when a new one could not be removed)       |
 
 So: per service, the running containers of the newest deployment whose `nginx` step succeeded
 serve (all its replicas that run, and those that are `restarting` or `paused`: they come back
@@ -37,6 +38,7 @@ from deployer.errors import ContainerMissing, DockerError, NginxError
 from deployer.fleet import Fleet
 from deployer.models import Deployment, DeploymentState, StepState, utc_now
 from deployer.nginx import NginxConfigurator
+from deployer.rollout.containers import container_names
 from deployer.store import Store
 
 log = logging.getLogger(__name__)
@@ -127,8 +129,8 @@ def adopt_running(
     Returns one line per service saying what was done, and the deployments to resume.
     """
     containers = _known_containers(config, backend, store)
-    restarted = _start_halted_again(containers, store, backend)
-    if restarted:
+    restarted = _start_halted_again(config, containers, store, backend)
+    if restarted.started or restarted.removed:
         containers = _known_containers(config, backend, store)
     plans = _plans(config, containers, store)
     for plan in plans.values():
@@ -142,7 +144,10 @@ def adopt_running(
         nginx_problem = str(err).splitlines()[0]
     report, resumed = [], []
     for plan in plans.values():
-        removed = _remove_leftovers(plan, backend, store, nginx_in_sync=not nginx_problem)
+        removed = {
+            **restarted.removed.get(plan.name, {}),
+            **_remove_leftovers(plan, backend, store, nginx_in_sync=not nginx_problem),
+        }
         report.append(_describe(plan, removed))
         for record in plan.interrupted:
             _close_interrupted(store, record, plan, removed)
@@ -153,8 +158,10 @@ def adopt_running(
     if nginx_problem:
         report.append(f"nginx: {nginx_problem}")
     report += [
-        f"{name}: started again (a stop-first deployment was interrupted)" for name in restarted
+        f"{name}: started again (a stop-first deployment was interrupted)"
+        for name in restarted.started
     ]
+    report += restarted.problems
     _close_unconfigured(config, containers, store)
     return report, resumed
 
@@ -184,35 +191,85 @@ def _known_containers(config: Config, backend: Backend, store: Store) -> list[Co
     return containers
 
 
+@dataclass
+class Restarted:
+    """What adoption did for stop-first deployments cut off in their gap."""
+
+    started: list[str] = field(default_factory=list)  # old containers started again
+    removed: dict[str, dict[str, str]] = field(default_factory=dict)  # service -> name -> what
+    problems: list[str] = field(default_factory=list)  # report lines: left stopped, and why
+
+
 def _start_halted_again(
-    containers: list[ContainerInfo], store: Store, backend: Backend
-) -> list[str]:
+    config: Config, containers: list[ContainerInfo], store: Store, backend: Backend
+) -> Restarted:
     """A stop-first deployment interrupted before its switch left the old release stopped:
-    start those containers again (the newest switched release of that service); their names."""
-    started = []
+    remove its own new containers, then start those old ones again (the newest switched
+    release of that service). Never both at once: the service may be a single writer."""
+    done = Restarted()
     for record in store.in_state(DeploymentState.RUNNING):
         if record.last_step("stop") is None or record.switched_at is not None:
             continue
-        halted: dict[str, list[ContainerInfo]] = {}
-        for container in containers:
-            previous = store.get(container.deployment) if container.deployment else None
-            if (
-                container.service == record.service
-                and container.status == "exited"
-                and previous is not None
-                and previous.switched_at is not None
-            ):
-                halted.setdefault(previous.id, []).append(container)
+        halted = _halted(record, containers, store)
         if not halted:
             continue
-        newest = max(halted, key=lambda deployment_id: _switched(store, deployment_id))
-        for container in halted[newest]:
+        removed = _remove_interrupted_new(config, record, containers, backend)
+        done.removed.setdefault(record.service, {}).update(removed)
+        left = [name for name, outcome in removed.items() if outcome != "removed"]
+        if left:
+            done.problems.append(
+                f"{record.service}: {', '.join(c.name for c in halted)} left stopped: the new "
+                f"container {', '.join(left)} could not be removed and both must never run at "
+                "once; remove it by hand, then deploy again"
+            )
+            continue
+        for container in halted:
             try:
                 backend.start_again(container.id)
-                started.append(container.name)
+                done.started.append(container.name)
             except DockerError as err:
                 log.error("could not start %s again: %s", container.name, err)
-    return started
+    return done
+
+
+def _halted(
+    record: Deployment, containers: list[ContainerInfo], store: Store
+) -> list[ContainerInfo]:
+    """The stopped containers of the newest switched release of the record's service."""
+    halted: dict[str, list[ContainerInfo]] = {}
+    for container in containers:
+        previous = store.get(container.deployment) if container.deployment else None
+        if (
+            container.service == record.service
+            and container.status == "exited"
+            and previous is not None
+            and previous.switched_at is not None
+        ):
+            halted.setdefault(previous.id, []).append(container)
+    if not halted:
+        return []
+    return halted[max(halted, key=lambda deployment_id: _switched(store, deployment_id))]
+
+
+def _remove_interrupted_new(
+    config: Config, record: Deployment, containers: list[ContainerInfo], backend: Backend
+) -> dict[str, str]:
+    """Remove the containers an interrupted deployment started (by the names recorded before
+    the engine was asked, and any labelled with it); name -> what happened. They were never
+    switched to: nothing relies on them."""
+    service = config.services.get(record.service)
+    recorded = container_names(record.service, record.id, service.replicas if service else 1)
+    found = {c.name for c in containers if c.deployment == record.id}
+    done = {}
+    for name in sorted(found | set(recorded)):
+        try:
+            backend.remove(name)  # one never created is fine: gone already
+        except DockerError as err:
+            done[name] = f"could not be removed ({err})"
+            continue
+        if name in found:
+            done[name] = "removed"
+    return done
 
 
 def _switched(store: Store, deployment_id: str) -> datetime:

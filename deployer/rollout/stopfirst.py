@@ -5,7 +5,8 @@ Steps: resolve -> pull -> stop (the old containers, kept) -> start -> healthy ->
 retire (the stopped old containers removed). Nothing serves from `stop` until `nginx`: the
 deployment records that gap (`gap_seconds`). When the new release fails before the switch,
 it is removed and the old containers are started again, health-gated and served again; the
-error says so and how long the gap was. A restart in the middle does the same (adoption).
+error says so and how long the gap was. The old never start while a new one still runs (its
+removal failed): the error says so. A restart in the middle does the same (adoption).
 """
 
 from __future__ import annotations
@@ -47,10 +48,20 @@ class StopFirstRollout(BlueGreenRollout):
     def undo(self, error: str) -> str:
         if self.switched:
             return error
+        new_left = ""
         if self.deployment.container is not None and self.deployment.digest is not None:
-            error += self._remove_new()
+            new_left = self._remove_new()
+            error += new_left
         if not getattr(self, "stopped", None):
             return error + self._still_serving()
+        if new_left:  # the service must never run twice: the old release stays stopped
+            self._close_gap()
+            return error + (
+                f"; the old container(s) {self._old_names()} left stopped: the new one still "
+                f"runs and {self.deployment.service} must never run twice; nothing serves it: "
+                "deploy again (its start removes the new one first), or remove the new one by "
+                "hand and start the old"
+            )
         try:
             self._start_old_again()
         except DeployerError as err:

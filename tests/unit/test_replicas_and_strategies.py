@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 
 from deployer.config import Config
-from deployer.errors import ConfigError
+from deployer.errors import ConfigError, DockerError
 from deployer.models import DeploymentState
 from deployer.runtime import Runtime
 from tests.conftest import SERVICES, WEB_IMAGE, make_config
@@ -177,3 +177,64 @@ def test_stop_first_killed_in_its_gap_starts_the_old_release_again_at_restart(
     closed = second.store.get(interrupted.id)
     assert closed is not None
     assert closed.state is DeploymentState.FAILED
+
+
+def test_stop_first_killed_in_its_gap_removes_the_new_container_before_the_old_starts_again(
+    make_app: Callable[..., Flask], tmp_path: Path, backend: FakeBackend
+) -> None:
+    config = with_web(tmp_path, strategy="stop-first")
+    first: Runtime = make_app(config).extensions["deployer"]
+    backend.push(WEB_IMAGE, "latest", V1)
+    good = deploy(first)
+    backend.push(WEB_IMAGE, "latest", V2)
+    interrupted = new_deployment(first)
+    kill_when_step_starts(first, interrupted, "healthy")  # the new container runs
+    running_when_started_again: list[list[str]] = []
+    start_again = backend.start_again
+
+    def watched_start_again(container_id: str) -> None:
+        running = [c.name for c in backend.running("web") if c.status == "running"]
+        running_when_started_again.append(running)
+        start_again(container_id)
+
+    backend.start_again = watched_start_again  # type: ignore[method-assign]
+
+    second: Runtime = make_app(config).extensions["deployer"]
+    second.start()
+
+    assert running_when_started_again == [[]]  # never the old and the new at once
+    assert [(c.name, c.status) for c in backend.running("web")] == [(good.container, "running")]
+    closed = second.store.get(interrupted.id)
+    assert closed is not None
+    assert f"web-{interrupted.id} removed" in (closed.error or "")
+
+
+def test_stop_first_leaves_the_old_release_stopped_while_the_new_one_cannot_be_removed(
+    stop_first: Runtime, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("deployer.rollout.bluegreen.REMOVE_RETRY", 0)
+    backend.push(WEB_IMAGE, "latest", V1)
+    first = deploy(stop_first)
+    backend.push(WEB_IMAGE, "latest", V2)
+    failing = new_deployment(stop_first)
+    backend.never_healthy.add(f"web-{failing.id}")
+    remove = backend.remove
+
+    def remove_fails_for_the_new(container_id: str) -> None:
+        if container_id == f"web-{failing.id}":
+            raise DockerError(f"cannot remove container {container_id}: device busy")
+        remove(container_id)
+
+    backend.remove = remove_fails_for_the_new  # type: ignore[method-assign]
+
+    stop_first.deployer.run(failing)
+    result = stop_first.store.get(failing.id)
+
+    assert result is not None
+    assert result.state is DeploymentState.FAILED
+    assert {(c.name, c.status) for c in backend.running("web")} == {
+        (first.container, "exited"),
+        (f"web-{failing.id}", "running"),
+    }
+    assert f"{first.container} left stopped" in (result.error or "")
+    assert "started again" not in (result.error or "")
