@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from deployer.backends.base import Backend, ContainerInfo
 from deployer.config import Config, ServiceConfig
@@ -313,10 +314,40 @@ class BlueGreenRollout:
             for container in self.strategy.backend.list_managed(self.strategy.config.instance)
             if container.service == self.deployment.service and container.id not in keep
         ]
+        old += [container for container in self._taken_over() if container.id not in keep]
         elapsed = (utc_now() - switched_at).total_seconds()
         drain = max(0.0, self.service.drain - elapsed)
         self._retire(old, drain, replaced=None, resumed=True)
         return DeploymentState.SUCCEEDED
+
+    def _taken_over(self) -> list[ContainerInfo]:
+        """This service's containers taken over by `deployer adopt` (no labels: the store
+        remembers them) that are still on the engine."""
+        found = []
+        for remembered in self.step.store.adopted():
+            if remembered.service != self.deployment.service:
+                continue
+            try:
+                info = self.strategy.backend.inspect(remembered.id)
+            except ContainerMissing:
+                self.step.store.forget_adopted(remembered.id)
+                continue
+            found.append(replace(info, service=remembered.service, address=remembered.address))
+        return found
+
+    def _forget_retired(self, old: Sequence[ContainerInfo]) -> None:
+        """Forget the taken-over containers among `old` that are gone from the engine now."""
+        store = self.step.store
+        retired = {container.id for container in old}
+        for remembered in store.adopted():
+            if remembered.id not in retired:
+                continue
+            try:
+                self.strategy.backend.inspect(remembered.id)
+            except ContainerMissing:
+                store.forget_adopted(remembered.id)
+            except DockerError:
+                pass  # unknown: the next start forgets it if it is gone
 
     def _drain(self, old: list[ContainerInfo], cap: float, replaced: Workers | None) -> str:
         """Wait until nothing can send a request to the old containers any more (the nginx
@@ -360,6 +391,7 @@ class BlueGreenRollout:
             )
         with self.step("retire", cancellable=False) as step:
             failed = self._stop_all(old)
+            self._forget_retired(old)
             if failed:
                 step.state = StepState.FAILED
                 step.detail = (
