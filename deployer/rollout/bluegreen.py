@@ -250,7 +250,13 @@ class BlueGreenRollout:
         return ""  # pragma: no cover (the loop returns)
 
     def _not_serving(self, serving: Serving) -> str | None:
-        """None when every container runs and is not unhealthy; else what is wrong."""
+        """None when every replica the config asks for runs and is not unhealthy; else what
+        is wrong (a replica lost while deployer was down, `replicas` changed, one stopped)."""
+        serving_count, wanted = len(serving.containers), self.service.replicas
+        if serving_count < wanted:
+            return f"only {serving_count} of {wanted} replicas serve"
+        if serving_count > wanted:
+            return f"{serving_count} replicas serve but the config asks for {wanted}"
         for container in serving.containers:
             try:
                 info = self.strategy.backend.inspect(container.id)

@@ -238,3 +238,45 @@ def test_stop_first_leaves_the_old_release_stopped_while_the_new_one_cannot_be_r
     }
     assert f"{first.container} left stopped" in (result.error or "")
     assert "started again" not in (result.error or "")
+
+
+def test_a_replica_lost_across_a_restart_is_replaced_by_a_push_of_the_same_digest(
+    make_app: Callable[..., Flask], tmp_path: Path, backend: FakeBackend
+) -> None:
+    config = with_web(tmp_path, replicas=2)
+    first: Runtime = make_app(config).extensions["deployer"]
+    backend.push(WEB_IMAGE, "latest", V1)
+    deploy(first)
+    first.stop(1)
+    backend.crash(backend.running("web")[0].id)  # exited while deployer was down
+    second: Runtime = make_app(config).extensions["deployer"]
+    second.start()
+    assert len(second.fleet.serving("web").containers) == 1  # type: ignore[union-attr]
+
+    again = deploy(second)
+
+    assert again.state is DeploymentState.SUCCEEDED
+    assert "only 1 of 2 replicas serve" in again.steps[0].detail
+    assert sorted(c.name for c in backend.running("web")) == [
+        f"web-{again.id}-1",
+        f"web-{again.id}-2",
+    ]
+    assert len(web_servers(second)) == 2
+
+
+@pytest.mark.parametrize(("before", "after"), [(1, 2), (2, 1)])
+def test_changing_replicas_in_the_config_deploys_the_same_digest_again(
+    make_app: Callable[..., Flask], tmp_path: Path, backend: FakeBackend, before: int, after: int
+) -> None:
+    first: Runtime = make_app(with_web(tmp_path, replicas=before)).extensions["deployer"]
+    backend.push(WEB_IMAGE, "latest", V1)
+    deploy(first)
+    first.stop(1)
+    second: Runtime = make_app(with_web(tmp_path, replicas=after)).extensions["deployer"]
+    second.start()
+
+    again = deploy(second)
+
+    assert again.state is DeploymentState.SUCCEEDED
+    assert len(backend.running("web")) == after
+    assert len(web_servers(second)) == after
