@@ -16,7 +16,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from deployer.backends.base import Backend, ContainerInfo
@@ -42,6 +41,9 @@ from deployer.watch import describe
 
 REMOVE_RETRY = 0.5  # seconds before the second attempt to remove a failed release's container
 DRAIN_POLL = 0.025  # seconds between two looks at what still sends traffic to the old container
+# Seconds a retire keeps waiting on `docker stop` once deployer is stopping: well inside its
+# stop budget (cli.STOP_BUDGET), so the retire is recorded `interrupted`, never left `running`.
+RETIRE_GRACE = 4.0
 
 
 class BlueGreen:
@@ -396,9 +398,15 @@ class BlueGreenRollout:
                 f"the next start drains and retires {names}"
             )
         with self.step("retire", cancellable=False) as step:
-            failed = self._stop_all(old)
+            failed, left = self._stop_all(old)
             self._forget_retired(old)
-            if failed:
+            if left:
+                step.state = StepState.INTERRUPTED
+                step.detail = (
+                    f"deployer is stopping: {', '.join(left)} still stopping after "
+                    f"{RETIRE_GRACE:g} s more; the next start finishes the retire"
+                )
+            elif failed:
                 step.state = StepState.FAILED
                 step.detail = (
                     f"{'; '.join(failed)}; the new container serves; deployer removes the old "
@@ -406,18 +414,40 @@ class BlueGreenRollout:
                 )
             else:
                 step.detail = f"stopped and removed {names}"
+        if left:
+            raise FinishLater(
+                f"deployer is stopping during the retire: {self.deployment.container} serves; "
+                f"the next start retires {', '.join(left)}"
+            )
 
-    def _stop_all(self, containers: Sequence[ContainerInfo]) -> list[str]:
-        """Stop and remove containers at once (each gets its stop_timeout); what failed."""
+    def _stop_all(self, containers: Sequence[ContainerInfo]) -> tuple[list[str], list[str]]:
+        """Stop and remove containers at once (each gets its stop_timeout); what failed, and
+        the names still stopping RETIRE_GRACE seconds after deployer began to stop (their
+        stop_timeout may outlast deployer's stop budget: they are left to the next start)."""
+        outcome: dict[str, str] = {}
 
-        def stop(container: ContainerInfo) -> str:
+        def stop(container: ContainerInfo) -> None:
             try:
                 self.strategy.backend.stop(container.id, self.service.stop_timeout)
             except DockerError as err:
-                return f"{container.name}: {err}"
-            return ""
+                outcome[container.id] = f"{container.name}: {err}"
+                return
+            outcome[container.id] = ""
 
-        if not containers:
-            return []
-        with ThreadPoolExecutor(max_workers=len(containers)) as pool:
-            return [problem for problem in pool.map(stop, containers) if problem]
+        # Daemon threads, not a pool: one still waiting on the engine must not hold the exit.
+        threads = [
+            threading.Thread(target=stop, args=(container,), name="retire", daemon=True)
+            for container in containers
+        ]
+        for thread in threads:
+            thread.start()
+        cut_off: float | None = None
+        while alive := [thread for thread in threads if thread.is_alive()]:
+            if cut_off is None and self.strategy.stopping.is_set():
+                cut_off = time.monotonic() + RETIRE_GRACE
+            if cut_off is not None and time.monotonic() >= cut_off:
+                break
+            alive[0].join(DRAIN_POLL)
+        failed = [outcome[c.id] for c in containers if outcome.get(c.id)]
+        left = [c.name for c in containers if c.id not in outcome]
+        return failed, left
