@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from deployer.backends.base import ContainerInfo
-from deployer.errors import DeployerError
+from deployer.errors import DeployerError, DeploymentCancelled
 from deployer.models import DeploymentState
 from deployer.rollout.bluegreen import BlueGreenRollout
 from deployer.rollout.health import wait_until_healthy
@@ -64,6 +64,13 @@ class StopFirstRollout(BlueGreenRollout):
             )
         try:
             self._start_old_again()
+        except DeploymentCancelled:  # started; only the wait for their health was cut short
+            self._close_gap()
+            return error + (
+                f"; rolled back: {self._old_names()} started again (gap "
+                f"{self.deployment.gap_seconds:.2f} s), health not confirmed: deployer is "
+                f"stopping; nginx sends {self.deployment.service} to them"
+            )
         except DeployerError as err:
             self._close_gap()
             return error + (

@@ -280,3 +280,29 @@ def test_changing_replicas_in_the_config_deploys_the_same_digest_again(
     assert again.state is DeploymentState.SUCCEEDED
     assert len(backend.running("web")) == after
     assert len(web_servers(second)) == after
+
+
+def test_stop_first_stopped_in_its_gap_says_the_old_release_was_started_again(
+    stop_first: Runtime, backend: FakeBackend
+) -> None:
+    backend.push(WEB_IMAGE, "latest", V1)
+    first = deploy(stop_first)
+    backend.push(WEB_IMAGE, "latest", V2)
+    backend.never_healthy.add(first.container or "")  # its probe does not pass at once
+    halt = backend.halt
+
+    def halt_then_sigterm(container_id: str, timeout: float) -> None:
+        halt(container_id, timeout)
+        stop_first.stopping.set()
+
+    backend.halt = halt_then_sigterm  # type: ignore[method-assign]
+
+    cancelled = deploy(stop_first)
+
+    assert cancelled.state is DeploymentState.FAILED
+    assert [(c.name, c.status) for c in backend.running("web")] == [(first.container, "running")]
+    error = cancelled.error or ""
+    assert f"{first.container} started again" in error
+    assert "health not confirmed: deployer is stopping" in error
+    assert "could not be started again" not in error
+    assert "nothing serves" not in error
