@@ -115,7 +115,8 @@ def plan_service(
 def render_current(config: Config, backend: Backend, store: Store, nginx: NginxConfigurator) -> str:
     """The upstream config as adoption would write it now (reads only; changes nothing)."""
     fleet = Fleet(config.services)
-    for plan in _plans(config, _known_containers(config, backend, store), store).values():
+    containers = _known_containers(config, backend, store, forget_gone=False)
+    for plan in _plans(config, containers, store).values():
         if plan.serving:
             fleet.adopt(plan.name, plan.serving, plan.serving[0].started_at or utc_now())
     return nginx.render(fleet.upstreams())
@@ -166,9 +167,12 @@ def adopt_running(
     return report, resumed
 
 
-def _known_containers(config: Config, backend: Backend, store: Store) -> list[ContainerInfo]:
+def _known_containers(
+    config: Config, backend: Backend, store: Store, forget_gone: bool = True
+) -> list[ContainerInfo]:
     """The containers labelled for this instance, and those taken over by `deployer adopt`
-    (no labels: the store remembers them; one the engine no longer has is forgotten)."""
+    (no labels: the store remembers them; one the engine no longer has is forgotten, unless
+    `forget_gone` is false: a read-only caller)."""
     containers = backend.list_managed(config.instance)
     listed = {container.id for container in containers}
     for remembered in store.adopted():
@@ -177,7 +181,8 @@ def _known_containers(config: Config, backend: Backend, store: Store) -> list[Co
         try:
             found = backend.inspect(remembered.id)
         except ContainerMissing:
-            store.forget_adopted(remembered.id)
+            if forget_gone:
+                store.forget_adopted(remembered.id)
             continue
         containers.append(
             replace(

@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 
 from deployer.config import Config
 from deployer.models import DeploymentState
+from deployer.rollout.adoption import render_current
 from deployer.runtime import Runtime
 from tests.conftest import ADMIN_TOKEN, WEB_IMAGE
 from tests.fakes import FakeBackend
@@ -154,3 +155,16 @@ def test_a_taken_over_container_is_retired_when_the_next_push_was_killed_after_i
     assert [c.name for c in backend.running("web")] == [f"web-{replacing.id}"]
     assert resumed.steps[-1].detail == "stopped and removed web-by-hand"
     assert second.store.adopted() == []
+
+
+def test_render_nginx_changes_nothing_in_the_store(
+    client: FlaskClient, runtime: Runtime, backend: FakeBackend, config: Config
+) -> None:
+    hand = backend.run_by_hand("web-by-hand", V1, 18500)
+    adopt(client, container="web-by-hand")
+    backend.remove(hand.id)  # gone from the engine: the next start forgets it, not a render
+
+    text = render_current(config, backend, runtime.store, runtime.nginx)
+
+    assert "upstream web {" in text
+    assert [row.id for row in runtime.store.adopted()] == [hand.id]
