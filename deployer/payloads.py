@@ -33,4 +33,5 @@ def to_model(model: type[Model], data: Any, error: type[BadRequest] = BadRequest
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "(body)"
-        raise error(f"{where}: {first['msg'].lower()}") from None
+        message = first["msg"]  # only its first letter lowered: it may quote a pattern
+        raise error(f"{where}: {message[:1].lower()}{message[1:]}") from None

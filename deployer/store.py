@@ -125,7 +125,7 @@ class Store:
         self, service: str | None = None, limit: int = 20, before: str | None = None
     ) -> list[Deployment]:
         """Newest first, optionally for one service, optionally older than deployment
-        `before` (a page cursor; an unknown id gives the newest)."""
+        `before` (a page cursor; an unknown id gives nothing: callers check it first)."""
         where, params = [], []
         if service is not None:
             where.append("service = ?")

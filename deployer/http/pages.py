@@ -107,6 +107,9 @@ def history(name: str) -> tuple[str, int] | str:
     if name not in current.config.services:
         return not_found(f"No service named {name!r} is configured."), 404
     before = request.args.get("before")
+    if before is not None and current.store.get(before) is None:
+        message = f"No deployment with id {before!r}: page back from one the history lists."
+        return not_found(message), 400
     found = current.store.history(name, PAGE + 1, before)
     items = [deployment_json(item, authenticated()) for item in found[:PAGE]]
     return render_template(

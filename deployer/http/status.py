@@ -58,6 +58,8 @@ def deployments() -> Any:
     if service is not None and service not in current.config.services:
         raise NotFound(f"no service named {service!r} is configured")
     limit, before = parse_limit(request.args.get("limit", "20")), request.args.get("before")
+    if before is not None and current.store.get(before) is None:
+        raise BadRequest(f"before: no deployment with id {before!r}; page with an id listed")
     found = current.store.history(service, limit, before)
     shown = [deployment_json(item, authenticated()) for item in found]
     return jsonify({"deployments": shown})

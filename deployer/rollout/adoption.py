@@ -13,12 +13,14 @@ The recovery rule, by the step a deployment was in when deployer stopped or was 
 | drain, retire       | nginx already sends traffic to the new container: it serves; the      |
 |                     | deployment is resumed: the rest of the drain, then the retire, both   |
 |                     | recorded; it ends `succeeded`                                          |
-| stop-first, between | the old release's stopped containers are started again first (they    |
-| stop and nginx      | serve again), then as above for the new one                            |
+| stop-first, between | the new containers are removed first (never both releases at once),   |
+| stop and nginx      | then the old release's stopped containers are started again and serve |
+|                     | (left stopped, and said so, when a new one could not be removed)       |
 
 So: per service, the running containers of the newest deployment whose `nginx` step succeeded
-serve (all its replicas that run; containers no deployment record knows of rank below those,
-newest first); nginx is
+serve (all its replicas that run, and those that are `restarting` or `paused`: they come back
+by themselves, so they are listed and never removed; containers no deployment record knows of
+rank below those, newest first); nginx is
 tested and reloaded with that at every start, since after a crash its running config is
 unknown; only then are other containers removed, and never one nginx might still send
 traffic to (when that reload fails, only containers nginx was never told about go).
@@ -36,10 +38,12 @@ from deployer.errors import ContainerMissing, DockerError, NginxError
 from deployer.fleet import Fleet
 from deployer.models import Deployment, DeploymentState, StepState, utc_now
 from deployer.nginx import NginxConfigurator
+from deployer.rollout.containers import container_names
 from deployer.store import Store
 
 log = logging.getLogger(__name__)
 NEVER = datetime.min.replace(tzinfo=UTC)
+COMES_BACK = ("restarting", "paused")  # not running now, but not gone either
 
 
 @dataclass
@@ -69,10 +73,21 @@ def plan_service(
         switched = record.switched_at if record is not None else None
         return (switched or NEVER, container.started_at or NEVER)
 
+    def switched(container: ContainerInfo) -> bool:
+        record = records.get(container.deployment)
+        return record is not None and record.switched_at is not None
+
+    def can_serve(container: ContainerInfo) -> bool:
+        if not container.address or known_unswitched(container):
+            return False  # nginx cannot reach it, or nginx was never sent to it
+        # Between two restart-policy restarts, or paused: a switched release's replica comes
+        # back by itself; removing it would leave the service without a server.
+        comes_back = container.status in COMES_BACK and switched(container)
+        return container.status == "running" or comes_back
+
     releases: dict[str, list[ContainerInfo]] = {}
     for container in containers:
-        usable = container.status == "running" and container.address  # nginx can reach it
-        if usable and not known_unswitched(container):
+        if can_serve(container):
             releases.setdefault(container.deployment or container.id, []).append(container)
     best = max(releases.values(), key=lambda group: max(map(rank, group)), default=[])
     plan.serving = sorted(best, key=lambda container: container.name)
@@ -100,7 +115,8 @@ def plan_service(
 def render_current(config: Config, backend: Backend, store: Store, nginx: NginxConfigurator) -> str:
     """The upstream config as adoption would write it now (reads only; changes nothing)."""
     fleet = Fleet(config.services)
-    for plan in _plans(config, _known_containers(config, backend, store), store).values():
+    containers = _known_containers(config, backend, store, forget_gone=False)
+    for plan in _plans(config, containers, store).values():
         if plan.serving:
             fleet.adopt(plan.name, plan.serving, plan.serving[0].started_at or utc_now())
     return nginx.render(fleet.upstreams())
@@ -114,8 +130,8 @@ def adopt_running(
     Returns one line per service saying what was done, and the deployments to resume.
     """
     containers = _known_containers(config, backend, store)
-    restarted = _start_halted_again(containers, store, backend)
-    if restarted:
+    restarted = _start_halted_again(config, containers, store, backend)
+    if restarted.started or restarted.removed:
         containers = _known_containers(config, backend, store)
     plans = _plans(config, containers, store)
     for plan in plans.values():
@@ -129,7 +145,10 @@ def adopt_running(
         nginx_problem = str(err).splitlines()[0]
     report, resumed = [], []
     for plan in plans.values():
-        removed = _remove_leftovers(plan, backend, store, nginx_in_sync=not nginx_problem)
+        removed = {
+            **restarted.removed.get(plan.name, {}),
+            **_remove_leftovers(plan, backend, store, nginx_in_sync=not nginx_problem),
+        }
         report.append(_describe(plan, removed))
         for record in plan.interrupted:
             _close_interrupted(store, record, plan, removed)
@@ -140,15 +159,20 @@ def adopt_running(
     if nginx_problem:
         report.append(f"nginx: {nginx_problem}")
     report += [
-        f"{name}: started again (a stop-first deployment was interrupted)" for name in restarted
+        f"{name}: started again (a stop-first deployment was interrupted)"
+        for name in restarted.started
     ]
+    report += restarted.problems
     _close_unconfigured(config, containers, store)
     return report, resumed
 
 
-def _known_containers(config: Config, backend: Backend, store: Store) -> list[ContainerInfo]:
+def _known_containers(
+    config: Config, backend: Backend, store: Store, forget_gone: bool = True
+) -> list[ContainerInfo]:
     """The containers labelled for this instance, and those taken over by `deployer adopt`
-    (no labels: the store remembers them; one the engine no longer has is forgotten)."""
+    (no labels: the store remembers them; one the engine no longer has is forgotten, unless
+    `forget_gone` is false: a read-only caller)."""
     containers = backend.list_managed(config.instance)
     listed = {container.id for container in containers}
     for remembered in store.adopted():
@@ -157,7 +181,8 @@ def _known_containers(config: Config, backend: Backend, store: Store) -> list[Co
         try:
             found = backend.inspect(remembered.id)
         except ContainerMissing:
-            store.forget_adopted(remembered.id)
+            if forget_gone:
+                store.forget_adopted(remembered.id)
             continue
         containers.append(
             replace(
@@ -171,35 +196,85 @@ def _known_containers(config: Config, backend: Backend, store: Store) -> list[Co
     return containers
 
 
+@dataclass
+class Restarted:
+    """What adoption did for stop-first deployments cut off in their gap."""
+
+    started: list[str] = field(default_factory=list)  # old containers started again
+    removed: dict[str, dict[str, str]] = field(default_factory=dict)  # service -> name -> what
+    problems: list[str] = field(default_factory=list)  # report lines: left stopped, and why
+
+
 def _start_halted_again(
-    containers: list[ContainerInfo], store: Store, backend: Backend
-) -> list[str]:
+    config: Config, containers: list[ContainerInfo], store: Store, backend: Backend
+) -> Restarted:
     """A stop-first deployment interrupted before its switch left the old release stopped:
-    start those containers again (the newest switched release of that service); their names."""
-    started = []
+    remove its own new containers, then start those old ones again (the newest switched
+    release of that service). Never both at once: the service may be a single writer."""
+    done = Restarted()
     for record in store.in_state(DeploymentState.RUNNING):
         if record.last_step("stop") is None or record.switched_at is not None:
             continue
-        halted: dict[str, list[ContainerInfo]] = {}
-        for container in containers:
-            previous = store.get(container.deployment) if container.deployment else None
-            if (
-                container.service == record.service
-                and container.status == "exited"
-                and previous is not None
-                and previous.switched_at is not None
-            ):
-                halted.setdefault(previous.id, []).append(container)
+        halted = _halted(record, containers, store)
         if not halted:
             continue
-        newest = max(halted, key=lambda deployment_id: _switched(store, deployment_id))
-        for container in halted[newest]:
+        removed = _remove_interrupted_new(config, record, containers, backend)
+        done.removed.setdefault(record.service, {}).update(removed)
+        left = [name for name, outcome in removed.items() if outcome != "removed"]
+        if left:
+            done.problems.append(
+                f"{record.service}: {', '.join(c.name for c in halted)} left stopped: the new "
+                f"container {', '.join(left)} could not be removed and both must never run at "
+                "once; remove it by hand, then deploy again"
+            )
+            continue
+        for container in halted:
             try:
                 backend.start_again(container.id)
-                started.append(container.name)
+                done.started.append(container.name)
             except DockerError as err:
                 log.error("could not start %s again: %s", container.name, err)
-    return started
+    return done
+
+
+def _halted(
+    record: Deployment, containers: list[ContainerInfo], store: Store
+) -> list[ContainerInfo]:
+    """The stopped containers of the newest switched release of the record's service."""
+    halted: dict[str, list[ContainerInfo]] = {}
+    for container in containers:
+        previous = store.get(container.deployment) if container.deployment else None
+        if (
+            container.service == record.service
+            and container.status == "exited"
+            and previous is not None
+            and previous.switched_at is not None
+        ):
+            halted.setdefault(previous.id, []).append(container)
+    if not halted:
+        return []
+    return halted[max(halted, key=lambda deployment_id: _switched(store, deployment_id))]
+
+
+def _remove_interrupted_new(
+    config: Config, record: Deployment, containers: list[ContainerInfo], backend: Backend
+) -> dict[str, str]:
+    """Remove the containers an interrupted deployment started (by the names recorded before
+    the engine was asked, and any labelled with it); name -> what happened. They were never
+    switched to: nothing relies on them."""
+    service = config.services.get(record.service)
+    recorded = container_names(record.service, record.id, service.replicas if service else 1)
+    found = {c.name for c in containers if c.deployment == record.id}
+    done = {}
+    for name in sorted(found | set(recorded)):
+        try:
+            backend.remove(name)  # one never created is fine: gone already
+        except DockerError as err:
+            done[name] = f"could not be removed ({err})"
+            continue
+        if name in found:
+            done[name] = "removed"
+    return done
 
 
 def _switched(store: Store, deployment_id: str) -> datetime:

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from deployer.backends.base import Backend, ContainerInfo
 from deployer.config import Config, ServiceConfig
@@ -41,6 +41,9 @@ from deployer.watch import describe
 
 REMOVE_RETRY = 0.5  # seconds before the second attempt to remove a failed release's container
 DRAIN_POLL = 0.025  # seconds between two looks at what still sends traffic to the old container
+# Seconds a retire keeps waiting on `docker stop` once deployer is stopping: well inside its
+# stop budget (cli.STOP_BUDGET), so the retire is recorded `interrupted`, never left `running`.
+RETIRE_GRACE = 4.0
 
 
 class BlueGreen:
@@ -249,7 +252,13 @@ class BlueGreenRollout:
         return ""  # pragma: no cover (the loop returns)
 
     def _not_serving(self, serving: Serving) -> str | None:
-        """None when every container runs and is not unhealthy; else what is wrong."""
+        """None when every replica the config asks for runs and is not unhealthy; else what
+        is wrong (a replica lost while deployer was down, `replicas` changed, one stopped)."""
+        serving_count, wanted = len(serving.containers), self.service.replicas
+        if serving_count < wanted:
+            return f"only {serving_count} of {wanted} replicas serve"
+        if serving_count > wanted:
+            return f"{serving_count} replicas serve but the config asks for {wanted}"
         for container in serving.containers:
             try:
                 info = self.strategy.backend.inspect(container.id)
@@ -313,10 +322,40 @@ class BlueGreenRollout:
             for container in self.strategy.backend.list_managed(self.strategy.config.instance)
             if container.service == self.deployment.service and container.id not in keep
         ]
+        old += [container for container in self._taken_over() if container.id not in keep]
         elapsed = (utc_now() - switched_at).total_seconds()
         drain = max(0.0, self.service.drain - elapsed)
         self._retire(old, drain, replaced=None, resumed=True)
         return DeploymentState.SUCCEEDED
+
+    def _taken_over(self) -> list[ContainerInfo]:
+        """This service's containers taken over by `deployer adopt` (no labels: the store
+        remembers them) that are still on the engine."""
+        found = []
+        for remembered in self.step.store.adopted():
+            if remembered.service != self.deployment.service:
+                continue
+            try:
+                info = self.strategy.backend.inspect(remembered.id)
+            except ContainerMissing:
+                self.step.store.forget_adopted(remembered.id)
+                continue
+            found.append(replace(info, service=remembered.service, address=remembered.address))
+        return found
+
+    def _forget_retired(self, old: Sequence[ContainerInfo]) -> None:
+        """Forget the taken-over containers among `old` that are gone from the engine now."""
+        store = self.step.store
+        retired = {container.id for container in old}
+        for remembered in store.adopted():
+            if remembered.id not in retired:
+                continue
+            try:
+                self.strategy.backend.inspect(remembered.id)
+            except ContainerMissing:
+                store.forget_adopted(remembered.id)
+            except DockerError:
+                pass  # unknown: the next start forgets it if it is gone
 
     def _drain(self, old: list[ContainerInfo], cap: float, replaced: Workers | None) -> str:
         """Wait until nothing can send a request to the old containers any more (the nginx
@@ -359,8 +398,15 @@ class BlueGreenRollout:
                 f"the next start drains and retires {names}"
             )
         with self.step("retire", cancellable=False) as step:
-            failed = self._stop_all(old)
-            if failed:
+            failed, left = self._stop_all(old)
+            self._forget_retired(old)
+            if left:
+                step.state = StepState.INTERRUPTED
+                step.detail = (
+                    f"deployer is stopping: {', '.join(left)} still stopping after "
+                    f"{RETIRE_GRACE:g} s more; the next start finishes the retire"
+                )
+            elif failed:
                 step.state = StepState.FAILED
                 step.detail = (
                     f"{'; '.join(failed)}; the new container serves; deployer removes the old "
@@ -368,18 +414,40 @@ class BlueGreenRollout:
                 )
             else:
                 step.detail = f"stopped and removed {names}"
+        if left:
+            raise FinishLater(
+                f"deployer is stopping during the retire: {self.deployment.container} serves; "
+                f"the next start retires {', '.join(left)}"
+            )
 
-    def _stop_all(self, containers: Sequence[ContainerInfo]) -> list[str]:
-        """Stop and remove containers at once (each gets its stop_timeout); what failed."""
+    def _stop_all(self, containers: Sequence[ContainerInfo]) -> tuple[list[str], list[str]]:
+        """Stop and remove containers at once (each gets its stop_timeout); what failed, and
+        the names still stopping RETIRE_GRACE seconds after deployer began to stop (their
+        stop_timeout may outlast deployer's stop budget: they are left to the next start)."""
+        outcome: dict[str, str] = {}
 
-        def stop(container: ContainerInfo) -> str:
+        def stop(container: ContainerInfo) -> None:
             try:
                 self.strategy.backend.stop(container.id, self.service.stop_timeout)
             except DockerError as err:
-                return f"{container.name}: {err}"
-            return ""
+                outcome[container.id] = f"{container.name}: {err}"
+                return
+            outcome[container.id] = ""
 
-        if not containers:
-            return []
-        with ThreadPoolExecutor(max_workers=len(containers)) as pool:
-            return [problem for problem in pool.map(stop, containers) if problem]
+        # Daemon threads, not a pool: one still waiting on the engine must not hold the exit.
+        threads = [
+            threading.Thread(target=stop, args=(container,), name="retire", daemon=True)
+            for container in containers
+        ]
+        for thread in threads:
+            thread.start()
+        cut_off: float | None = None
+        while alive := [thread for thread in threads if thread.is_alive()]:
+            if cut_off is None and self.strategy.stopping.is_set():
+                cut_off = time.monotonic() + RETIRE_GRACE
+            if cut_off is not None and time.monotonic() >= cut_off:
+                break
+            alive[0].join(DRAIN_POLL)
+        failed = [outcome[c.id] for c in containers if outcome.get(c.id)]
+        left = [c.name for c in containers if c.id not in outcome]
+        return failed, left

@@ -3,15 +3,19 @@
 env_file is in Docker's env-file format (`docker run --env-file`): one `KEY=VALUE` a line, the
 value taken as it is (quotes and trailing spaces included), leading whitespace dropped, blank
 lines and lines starting with `#` skipped, a UTF-8 byte order mark at the start ignored. `KEY`
-alone takes the value from deployer's own environment, as Docker takes it from the docker CLI's;
-where Docker silently leaves out a variable that is not set there, deployer fails the start step
-naming it. Later files win over earlier ones; secret_env wins over every file.
+alone (a shell variable name) takes the value from deployer's own environment, as Docker takes
+it from the docker CLI's; where Docker silently leaves out a variable that is not set there,
+deployer fails the start step naming the line (never its text: a line without `=` may be part
+of a multi-line secret, which the format cannot hold). Later files win over earlier ones;
+secret_env wins over every file.
 
-No value ever reaches a message: problems name the file, the line and the variable.
+No value ever reaches a message: problems name the file, the line and (of a `KEY=VALUE` line
+only) the variable.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +24,8 @@ from deployer.config import ServiceConfig
 from deployer.errors import ContainerEnvError
 
 BYTE_ORDER_MARK = "\ufeff"
+VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a `KEY` line: a name in the environment
+NOT_SHOWN = "the line is not shown: it may hold a secret"
 
 
 @dataclass(frozen=True)
@@ -47,16 +53,24 @@ def parse_env_file(text: str, source: str, environ: Mapping[str, str]) -> dict[s
             # Not echoed: `PASSWORD hunter2` (a missing '=') would show the value.
             raise ContainerEnvError(f"{where}: the variable name has a space; write NAME=value")
         if not has_value:
-            if name not in environ:
-                raise ContainerEnvError(
-                    f"{where} names {name} without a value, and deployer's environment has no "
-                    f"{name}: set it there, or give it a value in the file"
-                )
-            value = environ[name]
+            value = _from_environ(name, where, environ)
         if "\0" in value:
             raise ContainerEnvError(f"{where}: the value of {name} has a NUL character")
         values[name] = value
     return values
+
+
+def _from_environ(name: str, where: str, environ: Mapping[str, str]) -> str:
+    """The value of a `KEY` line from deployer's environment. The line is never echoed: it
+    may be a line of a multi-line secret (a PEM key's body) the file cannot hold."""
+    if not VARIABLE_NAME.fullmatch(name):
+        raise ContainerEnvError(f"{where} is not NAME=value ({NOT_SHOWN})")
+    if name not in environ:
+        raise ContainerEnvError(
+            f"{where} is a name without a value, and deployer's environment has no such "
+            f"variable ({NOT_SHOWN}); set it there, or write NAME=value"
+        )
+    return environ[name]
 
 
 def read_env_file(path: Path, environ: Mapping[str, str]) -> dict[str, str]:

@@ -5,7 +5,8 @@ Steps: resolve -> pull -> stop (the old containers, kept) -> start -> healthy ->
 retire (the stopped old containers removed). Nothing serves from `stop` until `nginx`: the
 deployment records that gap (`gap_seconds`). When the new release fails before the switch,
 it is removed and the old containers are started again, health-gated and served again; the
-error says so and how long the gap was. A restart in the middle does the same (adoption).
+error says so and how long the gap was. The old never start while a new one still runs (its
+removal failed): the error says so. A restart in the middle does the same (adoption).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import time
 
 from deployer.backends.base import ContainerInfo
-from deployer.errors import DeployerError
+from deployer.errors import DeployerError, DeploymentCancelled
 from deployer.models import DeploymentState
 from deployer.rollout.bluegreen import BlueGreenRollout
 from deployer.rollout.health import wait_until_healthy
@@ -47,12 +48,29 @@ class StopFirstRollout(BlueGreenRollout):
     def undo(self, error: str) -> str:
         if self.switched:
             return error
+        new_left = ""
         if self.deployment.container is not None and self.deployment.digest is not None:
-            error += self._remove_new()
+            new_left = self._remove_new()
+            error += new_left
         if not getattr(self, "stopped", None):
             return error + self._still_serving()
+        if new_left:  # the service must never run twice: the old release stays stopped
+            self._close_gap()
+            return error + (
+                f"; the old container(s) {self._old_names()} left stopped: the new one still "
+                f"runs and {self.deployment.service} must never run twice; nothing serves it: "
+                "deploy again (its start removes the new one first), or remove the new one by "
+                "hand and start the old"
+            )
         try:
             self._start_old_again()
+        except DeploymentCancelled:  # started; only the wait for their health was cut short
+            self._close_gap()
+            return error + (
+                f"; rolled back: {self._old_names()} started again (gap "
+                f"{self.deployment.gap_seconds:.2f} s), health not confirmed: deployer is "
+                f"stopping; nginx sends {self.deployment.service} to them"
+            )
         except DeployerError as err:
             self._close_gap()
             return error + (

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
+import pytest
 from flask import Flask
 
 from deployer.config import Config
 from deployer.models import DeploymentState
 from deployer.rollout.containers import make_container_spec
 from deployer.runtime import Runtime
-from tests.conftest import WEB_IMAGE
+from tests.conftest import SERVICES, WEB_IMAGE, make_config
 from tests.fakes import FakeBackend
 from tests.helpers import deploy
 
@@ -74,3 +77,26 @@ def test_restart_keeps_a_container_docker_restarted_once(
     web_block = second.nginx.output.read_text().split("upstream web {")[1].split("}")[0]
     assert "server 127.0.0.1:18000;" in web_block
     assert "down" not in web_block
+
+
+@pytest.mark.parametrize("status", ["restarting", "paused"])
+def test_restart_keeps_a_replica_of_the_serving_release_that_is_restarting_or_paused(
+    make_app: Callable[..., Flask], tmp_path: Path, backend: FakeBackend, status: str
+) -> None:
+    config = make_config(tmp_path, services={**SERVICES, "web": {**SERVICES["web"], "replicas": 2}})
+    first: Runtime = make_app(config).extensions["deployer"]
+    backend.push(WEB_IMAGE, "latest", V1)
+    done = deploy(first)
+    first.stop(1)
+    one, other = sorted(backend.running("web"), key=lambda container: container.name)
+    backend.containers[one.id] = replace(one, status=status)  # between two restarts / paused
+    backend.crash(other.id)  # exited: that one does not come back by itself
+
+    second: Runtime = make_app(config).extensions["deployer"]
+    report = second.start()
+
+    assert one.id in backend.containers, report
+    assert other.id not in backend.containers
+    assert second.fleet.serving("web").names == f"web-{done.id}-1"  # type: ignore[union-attr]
+    web_block = second.nginx.output.read_text().split("upstream web {")[1].split("}")[0]
+    assert f"server {one.address};" in web_block

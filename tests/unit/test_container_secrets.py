@@ -139,3 +139,25 @@ def test_the_containers_output_is_kept_with_its_secrets_redacted(
     kept = everything_deployer_keeps_and_shows(app, runtime, tmp_path) + caplog.text
     assert API_KEY not in kept
     assert DB_PASSWORD not in kept
+
+
+def test_a_multi_line_key_in_the_env_file_fails_the_start_without_showing_it(
+    secret_runtime: tuple[Runtime, Flask],
+    backend: FakeBackend,
+    env_file: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    runtime, app = secret_runtime
+    body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj"
+    env_file.write_text(f"TLS_KEY=-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n")
+    backend.push(WEB_IMAGE, "latest", V1)
+
+    with caplog.at_level(logging.DEBUG):
+        result = deploy(runtime)
+
+    assert result.state is DeploymentState.FAILED
+    assert result.error is not None
+    assert result.error.startswith(f"env_file {env_file} line 2 is a name without a value")
+    kept = everything_deployer_keeps_and_shows(app, runtime, tmp_path) + caplog.text
+    assert body[:16] not in kept

@@ -54,8 +54,14 @@ def test_dockers_env_file_format(text: str, expected: dict[str, str]) -> None:
          "NAME=value"),
         (
             "# c\nNOT_SET\n",
-            "env_file app.env line 2 names NOT_SET without a value, and deployer's environment "
-            "has no NOT_SET: set it there, or give it a value in the file",
+            "env_file app.env line 2 is a name without a value, and deployer's environment has "
+            "no such variable (the line is not shown: it may hold a secret); set it there, or "
+            "write NAME=value",
+        ),
+        (
+            "A=1\nhunter2+/x\n",
+            "env_file app.env line 2 is not NAME=value (the line is not shown: it may hold a "
+            "secret)",
         ),
         ("A=hunter2\0x\n", "env_file app.env line 1: the value of A has a NUL character"),
     ],
@@ -122,3 +128,29 @@ def test_no_env_file_and_no_secret_env_is_nothing() -> None:
     service = parse_config({"services": {"web": data}}, environ=ENVIRON).services["web"]
 
     assert read_secret_environment(service, ENVIRON) == SecretEnvironment({}, "")
+
+
+PEM_BODY = [
+    "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj",  # a valid name
+    "MZOlYo7Y+SDblAwU/JbOmPsVn1ufAcA3gg4ZzL5cu8ruNWLVa5VJ9ngsNpXzGc5n",
+    "ZwGTnOCS0GZkbYpPeMlQcbgdEjBRuX4=",
+]
+
+
+@pytest.mark.parametrize("body", range(len(PEM_BODY)))
+def test_a_multi_line_value_fails_without_showing_any_of_its_lines(body: int) -> None:
+    key = ["TLS_KEY=-----BEGIN PRIVATE KEY-----", *PEM_BODY[body:], "-----END PRIVATE KEY-----"]
+    text = "MODE=on\n" + "\n".join(key) + "\n"
+
+    with pytest.raises(ContainerEnvError) as caught:
+        parse_env_file(text, "app.env", ENVIRON)
+
+    message = str(caught.value)
+    for line in PEM_BODY:
+        for fragment in (line, line[:12], line.rstrip("=")[-12:]):
+            assert fragment not in message
+    if "=" in PEM_BODY[body]:  # taken as NAME=value (Docker's format): the END line fails
+        assert message == "env_file app.env line 4: the variable name has a space; write NAME=value"
+    else:
+        assert message.startswith("env_file app.env line 3 ")
+        assert "(the line is not shown: it may hold a secret)" in message

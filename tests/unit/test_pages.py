@@ -214,3 +214,6 @@ def test_each_card_shows_the_timeline_and_links_to_a_paged_history(
     assert [f"h00{n}" in older for n in range(5)] == [True] * 5
     assert "h005" not in text_of(older)
     assert client.get("/services/nope/history").status_code == 404
+    unknown = client.get("/services/web/history?before=nope")
+    assert unknown.status_code == 400
+    assert "No deployment with id &#39;nope&#39;" in unknown.get_data(as_text=True)

@@ -7,13 +7,17 @@ what was done (before it).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 
 import pytest
 from flask import Flask
 
+from deployer.cli import STOP_BUDGET
 from deployer.config import Config
 from deployer.models import Deployment, DeploymentState, StepState
+from deployer.rollout.bluegreen import RETIRE_GRACE
 from deployer.runtime import Runtime
 from tests.conftest import WEB_IMAGE
 from tests.fakes import FakeBackend, FakeNginxCommands
@@ -159,3 +163,53 @@ def test_a_deployment_left_queued_is_run_after_the_restart(
 
     assert finished(second, queued.id).state is DeploymentState.SUCCEEDED
     assert [c.digest for c in backend.running("web")] == [V1]
+
+
+def test_a_stop_during_the_retire_records_it_interrupted_and_the_next_start_finishes_it(
+    make_app: Callable[..., Flask],
+    config: Config,
+    backend: FakeBackend,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("deployer.rollout.bluegreen.RETIRE_GRACE", 0.05)
+    first: Runtime = make_app(config).extensions["deployer"]
+    backend.push(WEB_IMAGE, "latest", V1)
+    good = deploy(first)
+    backend.push(WEB_IMAGE, "latest", V2)
+    stop, stopped_by_engine = backend.stop, threading.Event()
+
+    def slow_stop(container_id: str, timeout: float) -> None:
+        first.stopping.set()  # SIGTERM arrives while the old container takes its stop_timeout
+        stopped_by_engine.wait(5)
+        stop(container_id, timeout)
+
+    backend.stop = slow_stop  # type: ignore[method-assign]
+    pushed = new_deployment(first)
+
+    began = time.monotonic()
+    first.deployer.run(pushed)
+    took = time.monotonic() - began
+
+    paused = first.store.get(pushed.id)
+    assert paused is not None
+    assert took < 0.8  # within the stop budget, not the container's stop_timeout
+    assert paused.state is DeploymentState.RUNNING
+    assert steps_of(paused)[-1] == ("retire", "interrupted")
+    assert f"{good.container} still stopping" in paused.steps[-1].detail
+    stopped_by_engine.set()  # the engine finishes that stop after deployer exited
+    deadline = time.monotonic() + 5
+    while backend.find(good.container or "") is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    backend.stop = stop  # type: ignore[method-assign]
+
+    second: Runtime = make_app(config).extensions["deployer"]
+    second.start()
+    resumed = finished(second, pushed.id)
+
+    assert resumed.state is DeploymentState.SUCCEEDED
+    assert [c.name for c in backend.running("web")] == [f"web-{pushed.id}"]
+
+
+def test_the_retire_grace_fits_in_the_stop_budget() -> None:
+    assert RETIRE_GRACE + 2 <= STOP_BUDGET  # room left to record the retire `interrupted`

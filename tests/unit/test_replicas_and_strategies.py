@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 
 from deployer.config import Config
-from deployer.errors import ConfigError
+from deployer.errors import ConfigError, DockerError
 from deployer.models import DeploymentState
 from deployer.runtime import Runtime
 from tests.conftest import SERVICES, WEB_IMAGE, make_config
@@ -177,3 +177,132 @@ def test_stop_first_killed_in_its_gap_starts_the_old_release_again_at_restart(
     closed = second.store.get(interrupted.id)
     assert closed is not None
     assert closed.state is DeploymentState.FAILED
+
+
+def test_stop_first_killed_in_its_gap_removes_the_new_container_before_the_old_starts_again(
+    make_app: Callable[..., Flask], tmp_path: Path, backend: FakeBackend
+) -> None:
+    config = with_web(tmp_path, strategy="stop-first")
+    first: Runtime = make_app(config).extensions["deployer"]
+    backend.push(WEB_IMAGE, "latest", V1)
+    good = deploy(first)
+    backend.push(WEB_IMAGE, "latest", V2)
+    interrupted = new_deployment(first)
+    kill_when_step_starts(first, interrupted, "healthy")  # the new container runs
+    running_when_started_again: list[list[str]] = []
+    start_again = backend.start_again
+
+    def watched_start_again(container_id: str) -> None:
+        running = [c.name for c in backend.running("web") if c.status == "running"]
+        running_when_started_again.append(running)
+        start_again(container_id)
+
+    backend.start_again = watched_start_again  # type: ignore[method-assign]
+
+    second: Runtime = make_app(config).extensions["deployer"]
+    second.start()
+
+    assert running_when_started_again == [[]]  # never the old and the new at once
+    assert [(c.name, c.status) for c in backend.running("web")] == [(good.container, "running")]
+    closed = second.store.get(interrupted.id)
+    assert closed is not None
+    assert f"web-{interrupted.id} removed" in (closed.error or "")
+
+
+def test_stop_first_leaves_the_old_release_stopped_while_the_new_one_cannot_be_removed(
+    stop_first: Runtime, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("deployer.rollout.bluegreen.REMOVE_RETRY", 0)
+    backend.push(WEB_IMAGE, "latest", V1)
+    first = deploy(stop_first)
+    backend.push(WEB_IMAGE, "latest", V2)
+    failing = new_deployment(stop_first)
+    backend.never_healthy.add(f"web-{failing.id}")
+    remove = backend.remove
+
+    def remove_fails_for_the_new(container_id: str) -> None:
+        if container_id == f"web-{failing.id}":
+            raise DockerError(f"cannot remove container {container_id}: device busy")
+        remove(container_id)
+
+    backend.remove = remove_fails_for_the_new  # type: ignore[method-assign]
+
+    stop_first.deployer.run(failing)
+    result = stop_first.store.get(failing.id)
+
+    assert result is not None
+    assert result.state is DeploymentState.FAILED
+    assert {(c.name, c.status) for c in backend.running("web")} == {
+        (first.container, "exited"),
+        (f"web-{failing.id}", "running"),
+    }
+    assert f"{first.container} left stopped" in (result.error or "")
+    assert "started again" not in (result.error or "")
+
+
+def test_a_replica_lost_across_a_restart_is_replaced_by_a_push_of_the_same_digest(
+    make_app: Callable[..., Flask], tmp_path: Path, backend: FakeBackend
+) -> None:
+    config = with_web(tmp_path, replicas=2)
+    first: Runtime = make_app(config).extensions["deployer"]
+    backend.push(WEB_IMAGE, "latest", V1)
+    deploy(first)
+    first.stop(1)
+    backend.crash(backend.running("web")[0].id)  # exited while deployer was down
+    second: Runtime = make_app(config).extensions["deployer"]
+    second.start()
+    assert len(second.fleet.serving("web").containers) == 1  # type: ignore[union-attr]
+
+    again = deploy(second)
+
+    assert again.state is DeploymentState.SUCCEEDED
+    assert "only 1 of 2 replicas serve" in again.steps[0].detail
+    assert sorted(c.name for c in backend.running("web")) == [
+        f"web-{again.id}-1",
+        f"web-{again.id}-2",
+    ]
+    assert len(web_servers(second)) == 2
+
+
+@pytest.mark.parametrize(("before", "after"), [(1, 2), (2, 1)])
+def test_changing_replicas_in_the_config_deploys_the_same_digest_again(
+    make_app: Callable[..., Flask], tmp_path: Path, backend: FakeBackend, before: int, after: int
+) -> None:
+    first: Runtime = make_app(with_web(tmp_path, replicas=before)).extensions["deployer"]
+    backend.push(WEB_IMAGE, "latest", V1)
+    deploy(first)
+    first.stop(1)
+    second: Runtime = make_app(with_web(tmp_path, replicas=after)).extensions["deployer"]
+    second.start()
+
+    again = deploy(second)
+
+    assert again.state is DeploymentState.SUCCEEDED
+    assert len(backend.running("web")) == after
+    assert len(web_servers(second)) == after
+
+
+def test_stop_first_stopped_in_its_gap_says_the_old_release_was_started_again(
+    stop_first: Runtime, backend: FakeBackend
+) -> None:
+    backend.push(WEB_IMAGE, "latest", V1)
+    first = deploy(stop_first)
+    backend.push(WEB_IMAGE, "latest", V2)
+    backend.never_healthy.add(first.container or "")  # its probe does not pass at once
+    halt = backend.halt
+
+    def halt_then_sigterm(container_id: str, timeout: float) -> None:
+        halt(container_id, timeout)
+        stop_first.stopping.set()
+
+    backend.halt = halt_then_sigterm  # type: ignore[method-assign]
+
+    cancelled = deploy(stop_first)
+
+    assert cancelled.state is DeploymentState.FAILED
+    assert [(c.name, c.status) for c in backend.running("web")] == [(first.container, "running")]
+    error = cancelled.error or ""
+    assert f"{first.container} started again" in error
+    assert "health not confirmed: deployer is stopping" in error
+    assert "could not be started again" not in error
+    assert "nothing serves" not in error

@@ -99,6 +99,7 @@ def test_failed_last_deployment_shows_failed_with_the_old_container(
         ("/deployments?service=nope", 404, "no service named 'nope' is configured"),
         ("/deployments?limit=0", 400, "limit: expected a whole number from 1 to 500, got '0'"),
         ("/deployments?limit=x", 400, "limit: expected a whole number from 1 to 500, got 'x'"),
+        ("/deployments?before=nope", 400, "before: no deployment with id 'nope'"),
         ("/nowhere", 404, "The requested URL was not found"),
     ],
 )

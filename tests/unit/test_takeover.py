@@ -11,10 +11,11 @@ from flask.testing import FlaskClient
 
 from deployer.config import Config
 from deployer.models import DeploymentState
+from deployer.rollout.adoption import render_current
 from deployer.runtime import Runtime
 from tests.conftest import ADMIN_TOKEN, WEB_IMAGE
 from tests.fakes import FakeBackend
-from tests.helpers import deploy
+from tests.helpers import deploy, finished, kill_when_step_starts, new_deployment
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 V1 = "sha256:" + "1" * 64
@@ -63,6 +64,7 @@ def test_the_next_push_replaces_it_as_any_release(
     assert replaced.previous_digest == V1
     assert hand.id not in backend.containers  # retired like an old release
     assert [c.name for c in backend.running("web")] == [replaced.container]
+    assert runtime.store.adopted() == []
 
 
 def test_a_restart_finds_the_taken_over_container_again(
@@ -131,3 +133,38 @@ def test_a_service_deployer_already_runs_is_not_taken_over(
 
     assert answer.status_code == 409
     assert "adopt takes over a service deployer does not run yet" in answer.json["error"]
+
+
+@pytest.mark.parametrize("step", ["drain", "retire"])
+def test_a_taken_over_container_is_retired_when_the_next_push_was_killed_after_its_switch(
+    make_app: Callable[..., Flask], config: Config, backend: FakeBackend, step: str
+) -> None:
+    first = make_app(config)
+    hand = backend.run_by_hand("web-by-hand", V1, 18500)
+    adopt(first.test_client(), container="web-by-hand")
+    backend.push(WEB_IMAGE, "latest", V2)
+    replacing = new_deployment(first.extensions["deployer"])
+    kill_when_step_starts(first.extensions["deployer"], replacing, step)
+
+    second: Runtime = make_app(config).extensions["deployer"]
+    second.start()
+    resumed = finished(second, replacing.id)
+
+    assert resumed.state is DeploymentState.SUCCEEDED
+    assert hand.id not in backend.containers
+    assert [c.name for c in backend.running("web")] == [f"web-{replacing.id}"]
+    assert resumed.steps[-1].detail == "stopped and removed web-by-hand"
+    assert second.store.adopted() == []
+
+
+def test_render_nginx_changes_nothing_in_the_store(
+    client: FlaskClient, runtime: Runtime, backend: FakeBackend, config: Config
+) -> None:
+    hand = backend.run_by_hand("web-by-hand", V1, 18500)
+    adopt(client, container="web-by-hand")
+    backend.remove(hand.id)  # gone from the engine: the next start forgets it, not a render
+
+    text = render_current(config, backend, runtime.store, runtime.nginx)
+
+    assert "upstream web {" in text
+    assert [row.id for row in runtime.store.adopted()] == [hand.id]

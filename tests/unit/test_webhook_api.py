@@ -90,6 +90,10 @@ def test_wrong_token_is_forbidden_without_detail(client: FlaskClient, runtime: R
             json.dumps(with_changes(repository__repo_name="Acme/../x y")).encode(),
             "repository.repo_name: string should match pattern",
         ),
+        (  # only the first letter is lowercased: the pattern is quoted as it is
+            json.dumps(with_changes(push_data__tag="bad tag")).encode(),
+            "push_data.tag: string should match pattern '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$'",
+        ),
         (b"\xff\xfe", "body is not valid JSON"),
     ],
 )
