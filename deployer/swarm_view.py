@@ -92,8 +92,13 @@ class SwarmView:
                 else:
                     self._seen = {**self._seen, name: _with_error(old, error)}
             return
-        status = make_status(state, tasks) if state is not None else None
-        snapshot = SwarmSnapshot(state, tasks, status, utc_now())
+        self.record(name, state, tasks)
+
+    def record(self, name: str, state: ServiceState | None, tasks: Iterable[TaskInfo]) -> None:
+        """Keep what a caller has just read of the service (no second read of the engine)."""
+        kept = tuple(tasks)
+        status = make_status(state, kept) if state is not None else None
+        snapshot = SwarmSnapshot(state, kept, status, utc_now())
         with self._writing:
             self._seen = {**self._seen, name: snapshot}
 

@@ -89,7 +89,7 @@ class SwarmStrategy:
         """The service and its tasks, now (and the background view refreshed with them)."""
         state = self.engine.service(name)
         tasks = self.engine.tasks(state.id) if state is not None else []
-        self.view.read(name)
+        self.view.record(name, state, tasks)
         return state, tasks
 
 
@@ -105,7 +105,6 @@ class SwarmRollout:
         self.step = steps
         self.name = deployment.service
         self.old: Serving | None = strategy.fleet.serving(self.name)
-        self.listed_new = False  # nginx lists the new port beside the old tasks
         self.wrote = deployment.last_step("update") is not None  # the write may have landed
         self.created = False  # this deployment created the service (its first)
         self.asked_rollback = False  # deployer asked Swarm to roll back (it may still run)
@@ -218,13 +217,10 @@ class SwarmRollout:
                 raise DockerError(f"Swarm service {name} is gone (removed by someone?)")
             members = serving_endpoints(self.service, name, strategy.nodes(), state, tasks, digest)
             addresses = ", ".join(member.address for member in members)
-            current = strategy.fleet.serving(name)
-            if current is not None and _addresses(current.members) == _addresses(members):
-                strategy.fleet.adopt(name, members, utc_now())
+            if self._point_nginx(members):
+                step.detail = f"{strategy.nginx.output} now sends {name} to {addresses}"
+            else:
                 step.detail = f"nginx sends {name} to {addresses} already: not reloaded"
-                return
-            strategy.fleet.switch(name, members, strategy.nginx.apply)
-            step.detail = f"{strategy.nginx.output} now sends {name} to {addresses}"
 
     def undo(self, error: str) -> str:
         """After a failure: what serves, said in the error; nothing left on the failed digest."""
@@ -280,13 +276,22 @@ class SwarmRollout:
                             state.digest,
                         )
                     )
-            current = strategy.fleet.serving(name)
-            if current is not None and _addresses(current.members) == _addresses(members):
+            if not self._point_nginx(members):
                 return ""
-            strategy.fleet.switch(name, members, strategy.nginx.apply)
         except DeployerError as err:
             return f"; nginx could not be set back ({err})"
         return f"; nginx sends {name} to {', '.join(m.address for m in members) or 'nothing'}"
+
+    def _point_nginx(self, members: Sequence[Member]) -> bool:
+        """nginx sends the service to members; False when it did already (not reloaded: the
+        file would differ only in its digest comments)."""
+        fleet = self.strategy.fleet
+        current = fleet.serving(self.name)
+        if current is not None and _addresses(current.members) == _addresses(members):
+            fleet.adopt(self.name, members, utc_now())
+            return False
+        fleet.switch(self.name, members, self.strategy.nginx.apply)
+        return True
 
     def _list_new_port(self, digest: str, port: int, tasks: list[TaskInfo]) -> str:
         strategy = self.strategy
@@ -295,7 +300,6 @@ class SwarmRollout:
             current, tasks, strategy.nodes(), port, self.service.replicas, digest
         )
         strategy.fleet.switch(self.name, members, strategy.nginx.apply)
-        self.listed_new = True
         return f"nginx sends {self.name} to {', '.join(m.address for m in members)} meanwhile"
 
     def _port(self, state: ServiceState | None, tasks: list[TaskInfo]) -> int | None:
@@ -360,11 +364,3 @@ def _addresses(members: Sequence[Member]) -> list[tuple[str, str]]:
         (member.address, member.parameters if isinstance(member, Endpoint) else "")
         for member in members
     )
-
-
-def _unique(members: Sequence[Member]) -> list[Member]:
-    """Members without a second one at the same address (the first wins)."""
-    seen: dict[str, Member] = {}
-    for member in members:
-        seen.setdefault(member.address, member)
-    return list(seen.values())
