@@ -19,7 +19,13 @@ from deployer.runtime import Runtime
 from tests.conftest import ENVIRON, make_config
 from tests.fake_swarm import FakeSwarm
 from tests.fakes import FakeBackend, FakeNginxCommands
-from tests.helpers import finished, kill_when_step_starts, new_deployment, wait_for_step
+from tests.helpers import (
+    Killed,
+    finished,
+    kill_when_step_starts,
+    new_deployment,
+    wait_for_step,
+)
 
 IMAGE = "registry.example.com/acme/shop"
 V1 = "sha256:" + "1" * 64
@@ -407,3 +413,55 @@ def test_a_stop_after_converge_succeeded_never_rolls_the_release_back(
     assert steps(found)[-1] == ("nginx", "succeeded")
     assert not any(call.startswith("rollback") for call in swarm.calls)
     assert "server 127.0.0.1:19001;" in upstream(runtime)
+
+
+def test_killed_right_after_the_write_landed_the_restart_reattaches_it(
+    start: Callable[..., Runtime], swarm: FakeSwarm
+) -> None:
+    runtime = v1_served_v2_pushed(start, swarm)
+    original, save = swarm.apply, runtime.store.save
+    dead: list[bool] = []
+
+    def apply_then_die(spec: Any) -> Any:
+        original(spec)
+        dead.append(True)
+        raise Killed  # the write reached Swarm; the update step was never recorded done
+
+    swarm.apply = apply_then_die  # type: ignore[method-assign]
+    runtime.store.save = lambda item: None if dead else save(item)  # type: ignore[method-assign, assignment]
+    deployment = new_deployment(runtime, "shop")
+    with pytest.raises(Killed):
+        runtime.deployer.run(deployment)
+    swarm.apply, runtime.store.save = original, save  # type: ignore[method-assign]
+
+    restarted = start()
+    found = wait_finished(restarted, deployment.id)
+
+    assert found.state is DeploymentState.SUCCEEDED, found.error
+    assert ("update", "interrupted") in steps(found)
+    assert steps(found)[-1] == ("nginx", "succeeded")
+    assert "server 127.0.0.1:19001;" in upstream(restarted)
+    assert "19000" not in upstream(restarted)
+
+
+def test_killed_in_the_nginx_step_the_restart_switches_without_judging_again(
+    start: Callable[..., Runtime], swarm: FakeSwarm
+) -> None:
+    runtime = v1_served_v2_pushed(start, swarm)
+    deployment = new_deployment(runtime, "shop")
+    kill_when_step_starts(runtime, deployment, "nginx")
+
+    restarted = start()
+    found = wait_finished(restarted, deployment.id)
+
+    assert found.state is DeploymentState.SUCCEEDED, found.error
+    assert [name for name, _ in steps(found)] == [
+        "resolve",
+        "update",
+        "converge",
+        "nginx",
+        "nginx",
+    ]
+    assert found.steps[3].state is StepState.INTERRUPTED
+    assert "server 127.0.0.1:19001;" in upstream(restarted)
+    assert "19000" not in upstream(restarted)
