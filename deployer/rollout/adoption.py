@@ -15,7 +15,10 @@ The recovery rule, by the step a deployment was in when deployer stopped or was 
 |                     | recorded; it ends `succeeded`                                          |
 | stop-first, between | the new containers are removed first (never both releases at once),   |
 | stop and nginx      | then the old release's stopped containers are started again and serve |
-|                     | (left stopped, and said so, when a new one could not be removed)       |
+|                     | (left stopped, and said so, when a new one could not be removed); in  |
+|                     | `stop` itself an old one still running may still be being stopped by  |
+|                     | the engine (a SIGKILL of deployer does not cancel that): it is stopped |
+|                     | (which waits that stop out, up to `stop_timeout`), then started again |
 
 So: per service, the running containers of the newest deployment whose `nginx` step succeeded
 serve (all its replicas that run, and those that are `restarting` or `paused`: they come back
@@ -33,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from deployer.backends.base import Backend, ContainerInfo
-from deployer.config import Config
+from deployer.config import Config, ServiceConfig
 from deployer.errors import ContainerMissing, DockerError, NginxError
 from deployer.fleet import Fleet
 from deployer.models import Deployment, DeploymentState, StepState, utc_now
@@ -228,8 +231,14 @@ def _start_halted_again(
                 "once; remove it by hand, then deploy again"
             )
             continue
+        service = config.services.get(record.service)
+        stop_timeout = (
+            service.stop_timeout if service else ServiceConfig.model_fields["stop_timeout"].default
+        )
         for container in halted:
             try:
+                if not container.stopped:  # the engine may still be stopping it: let it end
+                    backend.halt(container.id, stop_timeout)
                 backend.start_again(container.id)
                 done.started.append(container.name)
             except DockerError as err:
@@ -240,13 +249,16 @@ def _start_halted_again(
 def _halted(
     record: Deployment, containers: list[ContainerInfo], store: Store
 ) -> list[ContainerInfo]:
-    """The stopped containers of the newest switched release of the record's service."""
+    """The containers of the newest switched release of the record's service that its stop
+    step reached: stopped, or (killed during `stop`) possibly still being stopped by the engine,
+    which a SIGKILL of deployer does not cancel: those may exit any moment."""
     halted: dict[str, list[ContainerInfo]] = {}
+    in_stop = record.steps[-1].name == "stop" if record.steps else False
     for container in containers:
         previous = store.get(container.deployment) if container.deployment else None
         if (
             container.service == record.service
-            and container.status == "exited"
+            and (container.status == "exited" or (in_stop and not container.stopped))
             and previous is not None
             and previous.switched_at is not None
         ):

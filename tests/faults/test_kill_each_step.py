@@ -12,6 +12,7 @@ one container, nginx pointing at it, and the deployment's record saying what hap
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from deployer.sandbox import (
 )
 from deployer.sandbox.faults import Rule
 from deployer.sandbox.images import PushedImage
-from deployer.sandbox.net import http_get
+from deployer.sandbox.net import http_get, wait_for_http
 from deployer.sandbox.serve import ServeProcess
 from tests.testbed import SESSION
 
@@ -176,3 +177,39 @@ def assert_record(record: dict[str, Any], step: str, first: dict[str, Any]) -> N
     assert (step, "interrupted") in states
     assert states[-2:] == [("drain", "succeeded"), ("retire", "succeeded")], states
     assert record["steps"][-2]["detail"].startswith("resumed after deployer restarted")
+
+
+def test_sigkill_while_stop_first_stops_an_old_app_that_ignores_sigterm_serves_it_again(
+    make_serve: Callable[..., ServeProcess],
+    make_nginx: Callable[[list[str]], SandboxNginx],
+    images: ImageFactory,
+    instance: str,
+) -> None:
+    """Killed in stop-first's `stop` while the engine still waits out the old app's
+    stop_timeout: at the restart the old container still runs, and the engine stops it a few
+    seconds later. The restart must leave the old release serving once that stop is over."""
+    nginx = make_nginx(["web"])
+    stop_timeout = 4
+    versions = [f"stop-first-{number}-{SESSION}" for number in (1, 2)]
+    v1 = images.build("kill-stop", versions[0], AppBehaviour.IGNORE_TERM, tag="latest")
+    serve = make_serve(
+        v1.repository, nginx, strategy="stop-first", stop_timeout=stop_timeout
+    ).start()
+    first = serve.push(v1.repository)
+    assert serve.wait_for_state(first)["state"] == "succeeded"
+    images.build("kill-stop", versions[1], tag="latest")
+
+    second = serve.push(v1.repository)
+    serve.wait_for_step(second, "stop")
+    serve.kill()
+    serve.restart()
+    record = serve.wait_for_state(second, timeout=60)
+    wait_for_http(nginx.url("web", "/version"), timeout=stop_timeout + 15)  # the gap closes
+    time.sleep(stop_timeout + 1)  # past the moment the engine's stop would have ended v1
+
+    managed = DockerBackend().list_managed(instance)
+    assert record["state"] == "failed", record
+    assert record["error"].startswith("interrupted at stop: deployer stopped"), record
+    assert [(c.digest, c.status) for c in managed] == [(v1.digest, "running")], serve.output()
+    assert f"server {managed[0].address};" in nginx.upstreams.read_text()
+    assert http_get(nginx.url("web", "/version")) == (200, f"{versions[0]}\n"), serve.output()

@@ -179,6 +179,46 @@ def test_stop_first_killed_in_its_gap_starts_the_old_release_again_at_restart(
     assert closed.state is DeploymentState.FAILED
 
 
+def test_stop_first_killed_in_its_stop_step_stops_then_starts_the_old_release_at_restart(
+    make_app: Callable[..., Flask], tmp_path: Path, backend: FakeBackend
+) -> None:
+    """Killed in `stop`: the engine may still be stopping the old container (its app ignores
+    SIGTERM) and would end it after the restart adopted it. The restart waits that stop out
+    (a stop of its own, which waits for one under way) and starts it again."""
+    config = with_web(tmp_path, strategy="stop-first", stop_timeout=7)
+    first: Runtime = make_app(config).extensions["deployer"]
+    backend.push(WEB_IMAGE, "latest", V1)
+    good = deploy(first)
+    backend.push(WEB_IMAGE, "latest", V2)
+    interrupted = new_deployment(first)
+    kill_when_step_starts(first, interrupted, "stop")
+    [old] = backend.running("web")
+    calls: list[tuple[str, str, float | None]] = []
+    halt, start_again = backend.halt, backend.start_again
+
+    def watched_halt(container_id: str, timeout: float) -> None:
+        calls.append(("halt", container_id, timeout))
+        halt(container_id, timeout)
+
+    def watched_start_again(container_id: str) -> None:
+        calls.append(("start again", container_id, None))
+        start_again(container_id)
+
+    backend.halt = watched_halt  # type: ignore[method-assign]
+    backend.start_again = watched_start_again  # type: ignore[method-assign]
+
+    second: Runtime = make_app(config).extensions["deployer"]
+    report = second.start()
+
+    assert old.status == "running"  # the kill came before the engine was asked to stop it
+    assert calls == [("halt", old.id, 7.0), ("start again", old.id, None)]
+    assert [(c.name, c.status) for c in backend.running("web")] == [(good.container, "running")]
+    assert f"{good.container}: started again (a stop-first deployment was interrupted)" in report
+    closed = second.store.get(interrupted.id)
+    assert closed is not None
+    assert (closed.error or "").startswith("interrupted at stop")
+
+
 def test_stop_first_killed_in_its_gap_removes_the_new_container_before_the_old_starts_again(
     make_app: Callable[..., Flask], tmp_path: Path, backend: FakeBackend
 ) -> None:
