@@ -16,7 +16,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from deployer.errors import QueueClosed
@@ -144,6 +145,26 @@ class DeployQueue:
         """True while a deployment of service waits or runs."""
         with self._changed:
             return any(service in jobs for jobs in (self._waiting, self._running, self._finishing))
+
+    @contextmanager
+    def holding(self, deployment: Deployment) -> Iterator[bool]:
+        """Run `deployment` in the caller's thread as its service's running job: pushes that
+        come meanwhile wait behind it, as behind any job. Yields False (and holds nothing)
+        when a deployment of the service waits or runs already; QueueClosed when stopping."""
+        service = deployment.service
+        with self._changed:
+            if self.stopping.is_set():
+                raise QueueClosed("deployer is stopping and takes no new deployments")
+            if any(service in jobs for jobs in (self._waiting, self._running, self._finishing)):
+                yield False
+                return
+            self._running[service] = (deployment, threading.current_thread())
+        try:
+            yield True
+        finally:
+            with self._changed:
+                self._running.pop(service, None)
+                self._changed.notify_all()
 
     def idle(self) -> bool:
         """True when nothing waits or runs."""

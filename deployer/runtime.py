@@ -198,8 +198,22 @@ class Runtime:
                 f"{service} is a Swarm service: its first deployment adopts the Swarm service "
                 f"named {service} if one exists; adopt takes over containers"
             )
-        if self.queue.busy(service):
-            raise TakeoverRefused(f"a deployment of {service} is queued or running; try later")
+        deployment = Deployment(
+            id=new_deployment_id(),
+            service=service,
+            trigger=trigger,
+            image=config.image,
+            tag=config.tag,
+        )
+        with self.queue.holding(deployment) as held:  # a push meanwhile waits behind it
+            if not held:
+                raise TakeoverRefused(f"a deployment of {service} is queued or running; try later")
+            return self._take_over(deployment, config, reference, port)
+
+    def _take_over(
+        self, deployment: Deployment, config: ServiceConfig, reference: str, port: int | None
+    ) -> Deployment:
+        service = deployment.service
         serving = self.fleet.serving(service)
         if serving is not None:
             raise TakeoverRefused(
@@ -208,23 +222,15 @@ class Runtime:
             )
         found = self.backend.inspect_unmanaged(reference)
         address = takeover_address(service, config, found, port)
-        digest = takeover_digest(service, config, found)
+        deployment.digest = takeover_digest(service, config, found)
         checked = check_answers(self.bluegreen.probe, service, found, address, config.health.path)
-        deployment = Deployment(
-            id=new_deployment_id(),
-            service=service,
-            trigger=trigger,
-            image=config.image,
-            tag=config.tag,
-            digest=digest,
-            container=found.name,
-        )
+        deployment.container = found.name
         info = ContainerInfo(
             id=found.id,
             name=found.name,
             service=service,
             image=found.image,
-            digest=digest,
+            digest=deployment.digest,
             deployment=deployment.id,
             address=address,
             status=found.status,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -168,3 +169,35 @@ def test_render_nginx_changes_nothing_in_the_store(
 
     assert "upstream web {" in text
     assert [row.id for row in runtime.store.adopted()] == [hand.id]
+
+
+def test_a_push_during_the_takeover_waits_for_it_then_replaces_the_taken_over_container(
+    client: FlaskClient, runtime: Runtime, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The takeover checks the queue, then probes the container (up to 2 s), then switches: a
+    push in that window must wait behind it, never run beside it."""
+    runtime.start()
+    hand = backend.run_by_hand("web-by-hand", V1, 18500)
+    backend.push(WEB_IMAGE, "latest", V2)
+    probe = runtime.bluegreen.probe
+    pushed: list[str] = []
+
+    def probe_while_a_push_arrives(url: str, timeout: float) -> int:
+        pushed.append(runtime.queue.submit("web", WEB_IMAGE, "latest", "push").id)
+        time.sleep(0.2)  # the probe's time: the push must not start in it
+        return probe(url, timeout)
+
+    monkeypatch.setattr(runtime.bluegreen, "probe", probe_while_a_push_arrives)
+
+    answer = adopt(client, container="web-by-hand")
+    push = finished(runtime, pushed[0])
+
+    taken = runtime.store.get(answer.json["id"])
+    assert answer.status_code == 201, answer.json
+    assert taken is not None
+    assert taken.finished_at is not None
+    assert push.started_at is not None
+    assert push.started_at >= taken.finished_at  # queued behind the takeover
+    assert (push.state, push.previous_digest) == (DeploymentState.SUCCEEDED, V1)
+    assert hand.id not in backend.containers  # the push replaced it as any release
+    assert [c.name for c in backend.running("web")] == [push.container]
