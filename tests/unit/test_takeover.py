@@ -201,3 +201,19 @@ def test_a_push_during_the_takeover_waits_for_it_then_replaces_the_taken_over_co
     assert (push.state, push.previous_digest) == (DeploymentState.SUCCEEDED, V1)
     assert hand.id not in backend.containers  # the push replaced it as any release
     assert [c.name for c in backend.running("web")] == [push.container]
+
+
+def test_a_takeover_is_refused_while_a_deployment_of_the_service_waits(
+    client: FlaskClient, runtime: Runtime, backend: FakeBackend
+) -> None:
+    hand = backend.run_by_hand("web-by-hand", V1, 18500)
+    waiting = runtime.queue.submit("web", WEB_IMAGE, "latest", "push")  # no dispatcher: waits
+
+    answer = adopt(client, container="web-by-hand")
+
+    assert answer.status_code == 409
+    assert answer.json["error"] == "a deployment of web is queued or running; try later"
+    assert runtime.queue.busy("web")
+    assert runtime.store.get(waiting.id) is not None
+    assert hand.id in backend.containers
+    assert runtime.fleet.serving("web") is None
