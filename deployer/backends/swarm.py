@@ -26,7 +26,12 @@ import docker.errors
 from deployer.backends.base import LABEL_INSTANCE
 from deployer.backends.docker import DockerBackend
 from deployer.backends.engine import ENGINE_ERRORS, LazyClient
-from deployer.backends.swarm_api import make_service_document, parse_service, parse_task
+from deployer.backends.swarm_api import (
+    make_service_document,
+    node_address,
+    parse_service,
+    parse_task,
+)
 from deployer.backends.swarm_types import (
     FileReference,
     ServiceSpec,
@@ -165,7 +170,7 @@ class SwarmBackend:
             nodes: list[dict[str, Any]] = self.client.api.nodes()
         return sorted(
             {
-                (node.get("Status") or {}).get("Addr", "")
+                node_address(node)
                 for node in nodes
                 if (node.get("Status") or {}).get("State") == "ready"
                 and (node.get("Spec") or {}).get("Availability", "active") == "active"
@@ -204,9 +209,7 @@ class SwarmBackend:
                     node["ID"]: (node.get("Description") or {}).get("Hostname", node["ID"])
                     for node in nodes
                 }
-                self._addresses = {
-                    node["ID"]: (node.get("Status") or {}).get("Addr", "") for node in nodes
-                }
+                self._addresses = {node["ID"]: node_address(node) for node in nodes}
         return [parse_task(task, self._hostnames, self._addresses) for task in found]
 
     def task_logs(self, task: TaskInfo, tail: int = 20) -> str:

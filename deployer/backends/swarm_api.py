@@ -221,7 +221,7 @@ def parse_task(
     addresses: Mapping[str, str] | None = None,
 ) -> TaskInfo:
     """A TaskInfo from one entry of the engine's task list; hostnames and addresses map node
-    id -> hostname and node id -> address (Status.Addr)."""
+    id -> hostname and node id -> address (node_address)."""
     status: Mapping[str, Any] = attrs.get("Status") or {}
     container: Mapping[str, Any] = status.get("ContainerStatus") or {}
     container_spec = (attrs.get("Spec") or {}).get("ContainerSpec") or {}
@@ -249,6 +249,18 @@ def parse_task(
         state_since=parse_engine_time(status.get("Timestamp")),
         node_address=(addresses or {}).get(node_id, ""),
     )
+
+
+def node_address(node: Mapping[str, Any]) -> str:
+    """Where a node's host-published tasks listen: a manager's advertised address (the host
+    part of ManagerStatus.Addr), else Status.Addr. A manager's Status.Addr can be 0.0.0.0 (a
+    leader that did not create the swarm, moby/moby#35437); a worker's is the source address
+    of its connection to the managers. An IPv6 address comes in brackets, ready for host:port."""
+    manager: str = (node.get("ManagerStatus") or {}).get("Addr", "")
+    host = manager.rsplit(":", 1)[0] if manager else (node.get("Status") or {}).get("Addr", "")
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        return ""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def digest_of(image: str) -> str | None:

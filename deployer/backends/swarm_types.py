@@ -276,7 +276,7 @@ class TaskInfo:
     container_id: str
     created_at: datetime | None
     state_since: datetime | None  # Status.Timestamp: when the task entered `state`
-    node_address: str = ""  # the node's address (Status.Addr): host-mode tasks listen there
+    node_address: str = ""  # swarm_api.node_address: where host-mode tasks listen
 
     @property
     def name(self) -> str:

@@ -4,7 +4,8 @@
 names: the container's `entrypoint` is Swarm's Command, its `command` Swarm's Args).
 The endpoint builders say which addresses nginx lists for each `publish` mode:
 
-  host     each task's port on its node's address (Status.Addr): `10.0.0.5:18011`; while an
+  host     each task's port on its node's address (a manager's advertised address, a
+           worker's Status.Addr; swarm_api.node_address): `10.0.0.5:18011`; while an
            update runs, also the new release's port(s) on every node that takes tasks, since
            Swarm may place the new tasks anywhere; those servers get `max_fails=0`, so a port
            that does not answer yet (or any more) is retried on the next server at once and

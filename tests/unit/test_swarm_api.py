@@ -10,6 +10,7 @@ import pytest
 from deployer.backends.swarm_api import (
     digest_of,
     make_service_document,
+    node_address,
     parse_engine_time,
     parse_service,
     parse_task,
@@ -261,3 +262,26 @@ def test_engine_times_parse_to_aware_utc(value: str | None, expected: datetime |
 )
 def test_the_digest_an_image_reference_pins(image: str, expected: str | None) -> None:
     assert digest_of(image) == expected
+
+
+@pytest.mark.parametrize(
+    ("node", "address"),
+    [
+        ({"Status": {"Addr": "10.0.0.7"}}, "10.0.0.7"),  # a worker
+        (  # a leader that did not create the swarm: Status.Addr 0.0.0.0 (moby/moby#35437)
+            {"Status": {"Addr": "0.0.0.0"}, "ManagerStatus": {"Addr": "10.0.0.5:2377"}},
+            "10.0.0.5",
+        ),
+        (
+            {"Status": {"Addr": "10.0.0.9"}, "ManagerStatus": {"Addr": "[fd00::5]:2377"}},
+            "[fd00::5]",
+        ),
+        ({"Status": {"Addr": "fd00::6"}}, "[fd00::6]"),  # ready for host:port
+        ({"Status": {"Addr": "0.0.0.0"}}, ""),  # nowhere known: left out of nginx
+        ({}, ""),
+    ],
+)
+def test_a_nodes_address_is_a_managers_advertised_one_else_its_status_address(
+    node: dict[str, Any], address: str
+) -> None:
+    assert node_address(node) == address
