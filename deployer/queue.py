@@ -58,6 +58,7 @@ class DeployQueue:
         self._waiting: dict[str, _Waiting] = {}
         self._finishing: dict[str, Deployment] = {}  # switched before a restart: go first
         self._running: dict[str, tuple[Deployment, threading.Thread]] = {}
+        self._held: set[str] = set()  # services someone works on outside a job (holding)
         self._changed = threading.Condition()
         self._dispatcher: threading.Thread | None = None
 
@@ -142,28 +143,32 @@ class DeployQueue:
         return not any(thread.is_alive() for thread in threads)
 
     def busy(self, service: str) -> bool:
-        """True while a deployment of service waits or runs."""
+        """True while a deployment of service waits or runs (or its place is held)."""
         with self._changed:
-            return any(service in jobs for jobs in (self._waiting, self._running, self._finishing))
+            return self._busy(service)
+
+    def _busy(self, service: str) -> bool:
+        jobs = (self._waiting, self._running, self._finishing, self._held)
+        return any(service in each for each in jobs)
 
     @contextmanager
-    def holding(self, deployment: Deployment) -> Iterator[bool]:
-        """Run `deployment` in the caller's thread as its service's running job: pushes that
-        come meanwhile wait behind it, as behind any job. Yields False (and holds nothing)
-        when a deployment of the service waits or runs already; QueueClosed when stopping."""
-        service = deployment.service
+    def holding(self, service: str) -> Iterator[bool]:
+        """Hold the service's place in the queue while the caller works on it in its own thread
+        (a takeover, nginx following Swarm's tasks): pushes that come meanwhile wait behind
+        it, as behind a job. Yields False (and holds nothing) when a deployment of the service
+        waits or runs, or another hold is on; QueueClosed when stopping."""
         with self._changed:
             if self.stopping.is_set():
                 raise QueueClosed("deployer is stopping and takes no new deployments")
-            if any(service in jobs for jobs in (self._waiting, self._running, self._finishing)):
+            if self._busy(service):
                 yield False
                 return
-            self._running[service] = (deployment, threading.current_thread())
+            self._held.add(service)
         try:
             yield True
         finally:
             with self._changed:
-                self._running.pop(service, None)
+                self._held.discard(service)
                 self._changed.notify_all()
 
     def idle(self) -> bool:
@@ -186,11 +191,11 @@ class DeployQueue:
             while not self.stopping.is_set():
                 now = time.monotonic()
                 for service, deployment in list(self._finishing.items()):
-                    if service not in self._running:
+                    if self._free(service):
                         del self._finishing[service]
                         self._launch(deployment)
                 for service, waiting in list(self._waiting.items()):
-                    if service not in self._running and waiting.ready_at <= now:
+                    if self._free(service) and waiting.ready_at <= now:
                         del self._waiting[service]
                         self._launch(waiting.deployment)
                 self._changed.wait(self._next_wakeup(now))
@@ -199,9 +204,13 @@ class DeployQueue:
         ready = [
             waiting.ready_at - now
             for service, waiting in self._waiting.items()
-            if service not in self._running
+            if self._free(service)
         ]
         return max(0.01, min(ready)) if ready else None
+
+    def _free(self, service: str) -> bool:
+        """No job of the service runs and nobody holds it: its next job may start."""
+        return service not in self._running and service not in self._held
 
     def _launch(self, deployment: Deployment) -> None:
         thread = threading.Thread(

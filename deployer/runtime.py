@@ -205,7 +205,7 @@ class Runtime:
             image=config.image,
             tag=config.tag,
         )
-        with self.queue.holding(deployment) as held:  # a push meanwhile waits behind it
+        with self.queue.holding(service) as held:  # a push meanwhile waits behind it
             if not held:
                 raise TakeoverRefused(f"a deployment of {service} is queued or running; try later")
             return self._take_over(deployment, config, reference, port)

@@ -145,3 +145,45 @@ def test_a_superseded_deployment_is_reported_like_a_finished_one(tmp_path: Path)
 
     assert reported == [(older.id, DeploymentState.SUPERSEDED)]
     queue.stop(1)
+
+
+def test_a_held_service_keeps_its_pushes_waiting_until_the_hold_ends(tmp_path: Path) -> None:
+    runner = Recorder()
+    runner.release.set()
+    queue, store = make_queue(tmp_path, runner)
+    queue.start()
+
+    with queue.holding("web") as held:
+        pushed = queue.submit("web", "img", "latest", "push")
+        other = queue.submit("api", "img", "latest", "push")
+        wait_until(lambda: other.id in runner.ran)  # other services run meanwhile
+        time.sleep(0.1)
+        ran_while_held = list(runner.ran)
+        with queue.holding("web") as second:
+            assert second is False  # one hold at a time, and never beside a job
+    wait_until(lambda: pushed.id in runner.ran)
+    wait_until(queue.idle)
+
+    assert held is True
+    assert ran_while_held == [other.id]
+    with queue.holding("web") as again:
+        assert again is True
+    assert store.get(pushed.id) is not None
+    queue.stop(1)
+
+
+def test_a_hold_is_refused_while_a_job_of_the_service_runs(tmp_path: Path) -> None:
+    runner = Recorder()
+    queue, _ = make_queue(tmp_path, runner)
+    queue.start()
+    running = queue.submit("web", "img", "latest", "push")
+    wait_until(lambda: running.id in runner.ran)
+
+    with queue.holding("web") as held:
+        assert held is False
+    with queue.holding("api") as other:
+        assert other is True
+    runner.release.set()
+    queue.stop(1)
+    with pytest.raises(QueueClosed), queue.holding("web"):
+        pass
