@@ -12,7 +12,7 @@ from deployer.backends.base import Backend, ContainerInfo
 from deployer.backends.swarm_types import SwarmControl
 from deployer.config import Config, ServiceConfig
 from deployer.deploy import Deployer, Rollout, Steps
-from deployer.errors import DeployerError, NothingToRollBack
+from deployer.errors import DeployerError, NothingToRollBack, QueueClosed
 from deployer.fleet import Fleet
 from deployer.images import prune_images, rollback_target
 from deployer.metrics import Metrics
@@ -37,7 +37,7 @@ from deployer.rollout.takeover import (
     takeover_digest,
 )
 from deployer.store import Store
-from deployer.swarm_view import SwarmView
+from deployer.swarm_view import SwarmSnapshot, SwarmView
 from deployer.watch import ContainerWatch
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class Runtime:
         if swarm_services and swarm is None:
             raise DeployerError("Swarm services need a Swarm engine (create_app gives one)")
         engine: SwarmControl = swarm if swarm is not None else _NO_SWARM
-        self.view = SwarmView(engine, swarm_services)
+        self.view = SwarmView(engine, swarm_services, on_read=self._follow_swarm)
         self.swarm = SwarmStrategy(
             config, engine, self.nginx, self.fleet, self.view, self.stopping, environ
         )
@@ -244,6 +244,22 @@ class Runtime:
             self.store.remember_adopted(info)
             self.watch.track(info.id)
         return deployment
+
+    def _follow_swarm(self, service: str, snapshot: SwarmSnapshot) -> None:
+        """After a background read: nginx follows tasks Swarm moved, unless a deployment of
+        the service waits or runs (its own steps point nginx)."""
+        try:
+            with self.queue.holding(service) as held:
+                if not held:
+                    return
+                moved = self.swarm.follow(service, snapshot.state, snapshot.tasks)
+        except QueueClosed:
+            return
+        except DeployerError as err:
+            log.error("%s: could not point nginx at the tasks Swarm moved: %s", service, err)
+            return
+        if moved:
+            log.warning("%s", moved)
 
     def _swarm_status(self, service: str) -> SwarmStatus | None:
         snapshot = self.view.get(service)

@@ -5,13 +5,15 @@ never wait on the engine. A thread re-reads every Swarm service and its tasks ev
 seconds (2 s), and the Swarm strategy re-reads a service right after each of its steps, so
 what a reader sees is at most REFRESH seconds plus one read old. While the engine cannot be
 reached, the last state read is kept and shown with the time it was read and the error.
+Each background read that succeeded goes to `on_read`: the runtime has nginx follow tasks
+Swarm moved between deployments (SwarmStrategy.follow).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -40,11 +42,16 @@ class SwarmView:
     """Swarm services by name, re-read every `refresh` seconds in one background thread."""
 
     def __init__(
-        self, engine: SwarmEngine, services: Iterable[str], refresh: float = REFRESH
+        self,
+        engine: SwarmEngine,
+        services: Iterable[str],
+        refresh: float = REFRESH,
+        on_read: Callable[[str, SwarmSnapshot], None] = lambda name, snapshot: None,
     ) -> None:
         self.engine = engine
         self.services = sorted(services)
         self.refresh = refresh
+        self.on_read = on_read  # after each background read that succeeded (nginx follows)
         self._seen: dict[str, SwarmSnapshot] = {}
         self._writing = threading.Lock()
         self._stopping = threading.Event()
@@ -102,10 +109,18 @@ class SwarmView:
         with self._writing:
             self._seen = {**self._seen, name: snapshot}
 
+    def follow_once(self) -> None:
+        """Re-read every service and hand each read that succeeded to `on_read`."""
+        for name in self.services:
+            self.read(name)
+            snapshot = self._seen.get(name)
+            if snapshot is not None and snapshot.error is None:
+                self.on_read(name, snapshot)
+
     def _follow(self) -> None:
         while not self._stopping.wait(self.refresh):
             try:
-                self.read_all()
+                self.follow_once()
             except Exception:  # an odd document must not end the thread (readers would freeze)
                 log.exception(
                     "reading the Swarm services failed; trying again in %g s", self.refresh

@@ -85,6 +85,25 @@ class SwarmStrategy:
         """Addresses of the nodes that take tasks (host publishing lists a new port on each)."""
         return self.engine.node_addresses() or [LOOPBACK]
 
+    def follow(self, name: str, state: ServiceState | None, tasks: Sequence[TaskInfo]) -> str:
+        """Between deployments: when Swarm moved a settled service's tasks (a node lost, a task
+        rescheduled on another node) or, with ingress, the nodes changed, point nginx at where
+        it serves now; never at nothing (no task running: nginx keeps what it had). The
+        caller holds the service's place in the queue. What changed, or ''."""
+        service = self.config.services[name]
+        if state is None or state.update_state not in SETTLED:
+            return ""
+        nodes = self.nodes() if service.publish.mode == "ingress" else []
+        members = serving_endpoints(service, name, nodes, state, tasks, state.digest)
+        serving = self.fleet.serving(name)
+        current = list(serving.members) if serving is not None else []
+        if not members or _addresses(current) == _addresses(members):
+            return ""
+        self.fleet.switch(name, members, self.nginx.apply)
+        was = ", ".join(member.address for member in current) or "nothing"
+        now = ", ".join(member.address for member in members)
+        return f"{name}: Swarm's tasks moved: nginx now sends it to {now} (was {was})"
+
     def read(self, name: str) -> tuple[ServiceState | None, list[TaskInfo]]:
         """The service and its tasks, now (and the background view refreshed with them)."""
         state = self.engine.service(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -465,3 +466,59 @@ def test_killed_in_the_nginx_step_the_restart_switches_without_judging_again(
     assert found.steps[3].state is StepState.INTERRUPTED
     assert "server 127.0.0.1:19001;" in upstream(restarted)
     assert "19000" not in upstream(restarted)
+
+
+def move_task(swarm: FakeSwarm, node: str) -> None:
+    """Swarm rescheduled the service's running task on another node (its node was lost)."""
+    found = swarm.services["shop"]
+    found.tasks = [
+        replace(task, node_address=node, node="node2", node_id="node2")
+        if task.desired_state == "running"
+        else task
+        for task in found.tasks
+    ]
+
+
+def test_nginx_follows_a_task_swarm_moved_to_another_node_between_deployments(
+    start: Callable[..., Runtime], swarm: FakeSwarm
+) -> None:
+    runtime = start()
+    run(runtime)
+    move_task(swarm, "10.0.0.8")
+
+    runtime.view.follow_once()
+
+    assert "server 10.0.0.8:19000;" in upstream(runtime)
+    assert "127.0.0.1:19000" not in upstream(runtime)
+    assert runtime.fleet.serving("shop").members[0].address == "10.0.0.8:19000"  # type: ignore[union-attr]
+    written = runtime.config.nginx.output.stat().st_mtime_ns
+    runtime.view.follow_once()  # nothing moved since: nginx is left alone
+    assert runtime.config.nginx.output.stat().st_mtime_ns == written
+
+
+def test_nginx_does_not_follow_tasks_while_a_deployment_of_the_service_is_queued(
+    start: Callable[..., Runtime], swarm: FakeSwarm
+) -> None:
+    runtime = start()
+    run(runtime)
+    runtime.queue.stop(1)  # nothing runs the queued deployment: it stays queued
+    runtime.queue.stopping.clear()
+    runtime.queue.submit("shop", IMAGE, "latest", "push")
+    move_task(swarm, "10.0.0.8")
+
+    runtime.view.follow_once()
+
+    assert "server 127.0.0.1:19000;" in upstream(runtime)  # the deployment's steps decide
+
+
+def test_nginx_keeps_its_servers_when_swarm_runs_no_task_at_all(
+    start: Callable[..., Runtime], swarm: FakeSwarm
+) -> None:
+    runtime = start()
+    run(runtime)
+    found = swarm.services["shop"]
+    found.tasks = [replace(task, desired_state="shutdown", state="failed") for task in found.tasks]
+
+    runtime.view.follow_once()
+
+    assert "server 127.0.0.1:19000;" in upstream(runtime)
