@@ -271,7 +271,8 @@ class SwarmRollout:
         """nginx lists what serves now. Settled (Swarm finished its rollback, or nothing was
         written): the tasks running the digest the service pins. Otherwise (a rollback still
         under way, one deployer just asked for): what served before, every task still alive
-        and the pinned port on every node, all max_fails=0, until the next deployment."""
+        and the pinned port on every node, all max_fails=0, until Swarm settles (then
+        `follow` lists the pinned digest's tasks)."""
         strategy, name = self.strategy, self.name
         try:
             state, tasks = strategy.read(name)
