@@ -53,7 +53,9 @@ def serving(entry: dict[str, Any]) -> str:
     if isinstance(replicas, dict):  # a Swarm service
         desired = replicas.get("desired")
         update = f", update {entry['update_state']}" if entry.get("update_state") else ""
-        return f"swarm {replicas.get('running', 0)}/{'-' if desired is None else desired}{update}"
+        stale = f", stale since {entry.get('read_at') or '-'}" if entry.get("read_error") else ""
+        running = replicas.get("running", 0)
+        return f"swarm {running}/{'-' if desired is None else desired}{update}{stale}"
     return ", ".join(r["container"] for r in replicas or []) or "-"
 
 

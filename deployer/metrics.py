@@ -10,6 +10,7 @@ deployer_service_digest_info{service,digest,container}   1 per serving container
 deployer_service_replicas{service}                containers serving (Swarm: tasks running the
                                                   service's digest, as last read)
 deployer_swarm_replicas_desired{service}          replicas a Swarm service asks for
+deployer_swarm_read_age_seconds{service}          seconds since the Swarm service was last read
 deployer_deployment_running{service}              1 while a deployment of service runs
 process_*                                         the deployer process (Linux)
 
@@ -31,10 +32,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from deployer.fleet import Fleet
-from deployer.models import Deployment
-from deployer.rollout.swarm_status import SwarmStatus
+from deployer.models import Deployment, utc_now
+from deployer.swarm_view import SwarmSnapshot
 
-SwarmReader = Callable[[str], SwarmStatus | None]  # a Swarm service's status as last read
+SwarmReader = Callable[[str], SwarmSnapshot | None]  # a Swarm service as last read
 
 WEBHOOK_OUTCOMES = ("accepted", "ignored", "bad_token", "bad_request", "too_large", "unavailable")
 DEPLOYMENT_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
@@ -77,21 +78,31 @@ class _Serving(Collector):
             "Replicas each Swarm service asks for (as last read from the engine)",
             labels=["service"],
         )
+        read_age = GaugeMetricFamily(
+            "deployer_swarm_read_age_seconds",
+            "Seconds since each Swarm service was last read from the engine (re-read every "
+            "2 s: a growing value means the engine cannot be reached and the rest is stale)",
+            labels=["service"],
+        )
+        now = utc_now()
         for service in self.services:
             serving = self.fleet.serving(service)
             members = serving.members if serving is not None else ()
             for member in members:
                 digest.add_metric([service, member.digest, member.name], 1)
-            swarm = self.swarm(service)
-            if swarm is not None:
-                replicas.add_metric([service], swarm.replicas_running)
-                desired.add_metric([service], swarm.replicas_desired or 0)
+            snapshot = self.swarm(service)
+            if snapshot is not None:
+                status = snapshot.status
+                replicas.add_metric([service], status.replicas_running if status else 0)
+                desired.add_metric([service], (status.replicas_desired or 0) if status else 0)
+                read_age.add_metric([service], (now - snapshot.read_at).total_seconds())
             else:
                 replicas.add_metric([service], len(members))
             running.add_metric([service], 1 if self.running(service) else 0)
         yield digest
         yield replicas
         yield desired
+        yield read_age
         yield running
 
 

@@ -100,7 +100,7 @@ class Runtime:
             self.fleet,
             config.services,
             lambda name: self.queue.running(name) is not None,
-            self._swarm_status,
+            self.view.get,
         )
 
     def start(self) -> list[str]:

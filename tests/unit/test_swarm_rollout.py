@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -522,3 +523,31 @@ def test_nginx_keeps_its_servers_when_swarm_runs_no_task_at_all(
     runtime.view.follow_once()
 
     assert "server 127.0.0.1:19000;" in upstream(runtime)
+
+
+def test_a_stale_read_is_flagged_in_the_cli_and_its_age_grows_in_the_metrics(
+    start: Callable[..., Runtime], swarm: FakeSwarm
+) -> None:
+    runtime = start()
+    run(runtime)
+    runtime.view.read("shop")
+    client = runtime_client(runtime)
+    fresh = client.get("/status").json["services"]["shop"]  # type: ignore[index]
+    swarm.reachable = False
+    runtime.view.read("shop")  # the background read fails: the last one is kept
+    time.sleep(0.3)
+
+    stale = client.get("/status").json["services"]["shop"]  # type: ignore[index]
+    metrics = client.get("/metrics").text
+
+    assert "stale" not in status_table({"services": {"shop": fresh}})
+    assert stale["read_error"] == "cannot reach the Docker engine"
+    assert f"swarm 1/1, stale since {stale['read_at']}" in status_table(
+        {"services": {"shop": stale}}
+    )
+    [age] = [
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith('deployer_swarm_read_age_seconds{service="shop"}')
+    ]
+    assert 0.3 <= age < 5  # since the last read that succeeded, not the failed one
