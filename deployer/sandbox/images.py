@@ -34,6 +34,11 @@ BUSYBOX = Path("/bin/busybox")
 HTTPD = "/bin/busybox httpd -f -p ${LISTEN:-127.0.0.1}:${PORT:-8080} -h /www"
 # PID 1 gets no default signal handlers: trap TERM/INT so `docker stop` ends the app at once.
 SERVE_SCRIPT = f"trap 'exit 0' TERM INT; {HTTPD} & wait"
+# On TERM/INT: end the listening httpd (no new connections), give the requests in flight
+# (httpd's forked children) GRACE_SECONDS to finish, then exit: Swarm's contract for an app,
+# since Swarm stops an old task itself, with no drain before the signal.
+GRACE_SECONDS = 0.5
+GRACEFUL_SCRIPT = f"trap 'kill $!; sleep {GRACE_SECONDS:g}; exit 0' TERM INT; {HTTPD} & wait"
 # PID 1 ignores TERM and INT (and so does httpd, which inherits that): only SIGKILL ends it.
 IGNORE_TERM_SCRIPT = f"trap '' TERM INT; echo 'serving; ignoring SIGTERM'; {HTTPD}"
 SLOW_PATH = "/cgi-bin/slow"
@@ -59,6 +64,7 @@ class AppBehaviour(enum.Enum):
     SLOW = "slow"  # starts listening only after `delay` seconds
     HANG = "hang"  # listens, but GET /cgi-bin/hang never answers
     IGNORE_TERM = "ignore-term"  # serves, ignores SIGTERM: `docker stop -t N` takes N s
+    GRACEFUL = "graceful"  # serves; on SIGTERM stops listening, finishes what is in flight
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,8 @@ def make_start_script(behaviour: AppBehaviour, delay: float) -> str:
         return f"trap 'exit 0' TERM INT; echo 'warming up'; sleep {delay:g}; {HTTPD} & wait"
     if behaviour is AppBehaviour.IGNORE_TERM:
         return IGNORE_TERM_SCRIPT
+    if behaviour is AppBehaviour.GRACEFUL:
+        return GRACEFUL_SCRIPT
     return SERVE_SCRIPT
 
 

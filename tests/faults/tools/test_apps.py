@@ -6,6 +6,7 @@ import subprocess
 import threading
 import time
 import uuid
+from urllib.error import URLError
 
 import pytest
 
@@ -78,3 +79,55 @@ def test_the_slow_endpoint_answers_after_its_delay(images: ImageFactory, instanc
     assert 1.5 <= default_took < 2.5
     assert short == (200, "v1\n")
     assert 0.3 <= short_took < 1.0
+
+
+def test_a_graceful_app_finishes_a_request_in_flight_at_sigterm_and_stops_listening(
+    images: ImageFactory, instance: str
+) -> None:
+    name, port = run(images.build("graceful", "v1", behaviour=AppBehaviour.GRACEFUL), instance)
+    answers: list[tuple[int, str]] = []
+    in_flight = threading.Thread(
+        target=lambda: answers.append(http_get(f"http://127.0.0.1:{port}{SLOW_PATH}?0.3"))
+    )
+    in_flight.start()
+    time.sleep(0.1)  # the request is in the app
+
+    stopping = threading.Thread(target=subprocess.run, args=(["docker", "stop", name],))
+    stopping.start()
+    time.sleep(0.15)  # SIGTERM delivered: the listener is gone, the request still runs
+    with pytest.raises(URLError, match="Connection refused"):
+        http_get(f"http://127.0.0.1:{port}/version", timeout=1)
+    in_flight.join(5)
+    stopping.join(10)
+    state = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.ExitCode}}", name],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert answers == [(200, "v1\n")]
+    assert state.stdout.strip() == "0"  # it exited by itself, not by SIGKILL
+
+
+def test_the_usual_app_cuts_a_request_in_flight_at_sigterm(
+    images: ImageFactory, instance: str
+) -> None:
+    """What GRACEFUL is for: the usual test app exits at once on SIGTERM (its shell is PID 1:
+    the kernel ends httpd's children with it)."""
+    name, port = run(images.build("abrupt", "v1"), instance)
+    failures: list[str] = []
+
+    def get() -> None:
+        try:
+            http_get(f"http://127.0.0.1:{port}{SLOW_PATH}?0.5", timeout=5)
+        except OSError as err:
+            failures.append(type(err).__name__)
+
+    in_flight = threading.Thread(target=get)
+    in_flight.start()
+    time.sleep(0.1)
+    subprocess.run(["docker", "stop", name], check=True, capture_output=True)
+    in_flight.join(5)
+
+    assert failures

@@ -1,5 +1,12 @@
 """deployer driving a real single-node swarm: webhook -> queue -> Swarm update -> converge ->
-nginx, under continuous load through a real nginx (tasks on host networking, 127.0.0.1)."""
+nginx, under continuous load through a real nginx (tasks on host networking, 127.0.0.1).
+
+The apps that serve are GRACEFUL: Swarm stops an old task itself (SIGTERM) as soon as its
+replacement runs, before deployer can take it out of nginx, so an app must finish its requests
+in flight on SIGTERM (the README says so). The usual test app exits at once and cuts them
+(tests/faults/tools/test_apps.py shows both); with it, a request in flight at that instant
+failed once in a SIGKILL run (IncompleteRead).
+"""
 
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ from deployer.sandbox.serve import ServeProcess
 from tests.integration.swarm.conftest import PROBE
 
 pytestmark = pytest.mark.integration
+SERVES = AppBehaviour.GRACEFUL  # see the module's docstring
 TOKEN = "swarm-integration-token-0123456789"
 ADMIN = "swarm-integration-admin-0123456789"
 ENVIRON = {"DEPLOYER_TOKEN": TOKEN, "DEPLOYER_ADMIN_TOKEN": ADMIN}
@@ -64,7 +72,7 @@ class SwarmBed:
     def repository(self) -> str:
         return self.images.repository(self.name)
 
-    def push(self, version: str, behaviour: AppBehaviour = AppBehaviour.SERVE) -> PushedImage:
+    def push(self, version: str, behaviour: AppBehaviour = SERVES) -> PushedImage:
         """Build and push `version` as :latest, then send the registry's webhook."""
         pushed = self.images.build(self.name, version, behaviour, tag="latest")
         self.webhook()
@@ -254,7 +262,7 @@ def test_a_burst_of_identical_pushes_updates_the_service_once(
     bed = make_bed()
     bed.push("v1")
     bed.wait_idle()
-    v2 = bed.images.build(bed.name, "v2", tag="latest")
+    v2 = bed.images.build(bed.name, "v2", SERVES, tag="latest")
 
     for _ in range(10):
         bed.webhook()
@@ -322,10 +330,10 @@ def test_sigkilled_mid_update_the_restart_reattaches_and_records_the_true_outcom
     }
     serve = ServeProcess(config, tmp_path / "serve", ENVIRON).start()
     try:
-        v1 = images.build(service_name, "v1", tag="latest")
+        v1 = images.build(service_name, "v1", SERVES, tag="latest")
         first = serve.push(repository)
         assert serve.wait_for_state(first, timeout=90)["state"] == "succeeded", serve.output()
-        behaviour = AppBehaviour.SERVE if outcome == "succeeded" else AppBehaviour.EXIT
+        behaviour = SERVES if outcome == "succeeded" else AppBehaviour.EXIT
         v2 = images.build(service_name, f"v2-{outcome}", behaviour, tag="latest")
 
         with Load(nginx.url(service_name, "/version")) as load:
