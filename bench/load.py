@@ -2,12 +2,16 @@
 
 The clients run in their own process so that the benchmark's timing threads (webhook acks,
 polling) do not wait for the load's Python threads. Load is bounded in count and in time.
+That process may run at a lower priority (`nice`): the clients stand for users on other
+machines, whose CPU is not the deployment host's; at 0 they compete with the stack under test
+for this machine's two cores.
 """
 
 from __future__ import annotations
 
 import http.client
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -60,14 +64,14 @@ class Load:
     `watch` names a version: `wait_for_watched()` returns once any client got it.
     """
 
-    def __init__(self, url: str, clients: int, watch: str = "") -> None:
+    def __init__(self, url: str, clients: int, watch: str = "", nice: int = 0) -> None:
         context = multiprocessing.get_context("fork")
         self._stop = context.Event()
         self._watched = context.Event()
         self._receive, self._send = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_generate,
-            args=(url, clients, watch, self._stop, self._watched, self._send),
+            args=(url, clients, watch, nice, self._stop, self._watched, self._send),
             daemon=True,
         )
         self.answers: list[Answer] = []
@@ -94,8 +98,9 @@ class Load:
 
 
 def _generate(
-    url: str, clients: int, watch: str, stop: Event, watched: Event, send: Connection
+    url: str, clients: int, watch: str, nice: int, stop: Event, watched: Event, send: Connection
 ) -> None:
+    os.nice(nice)
     rows: list[tuple[float, float, str]] = []
     lock = threading.Lock()
     deadline = time.monotonic() + MAX_SECONDS

@@ -49,9 +49,11 @@ HOW = """\
   in the same local registry; rounds are interleaved (floor, deployer, script, compose, floor,
   ...); each round pushes a new version (local copy removed: the pull is real) and runs its own
   load only on the stack under test, so stacks never share a reload or a CPU burst
-- load: {clients} client threads in a child process, one fresh connection per GET /version
-  through nginx, from {warmup:g} s before the webhook until {tail:g} s after the deployment
-  finished and the new version was seen; `failed` counts every error in that window
+- load: {clients} client threads in a child process at nice {nice} (they stand for users on
+  other machines: at nice 0 they take this 2-core machine's CPU from the stack under test),
+  one fresh connection per GET /version through nginx, from {warmup:g} s before the webhook
+  until {tail:g} s after the deployment finished and the new version was seen; `failed`
+  counts every error in that window
 - times in seconds after the webhook was sent: `served` = the first request that got the new
   version began, `only new from` = every request from then on got it, `finished` = deployer's
   `finished_at` / the hook script's exit / the floor's old container stopped; `x floor` divides
@@ -70,6 +72,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="rounds per stack and scenario")
     parser.add_argument("--clients", type=int, default=4, help="load threads (default 4)")
     parser.add_argument("--nginx-services", type=int, default=500, help="services in nginx step")
+    parser.add_argument(
+        "--load-nice",
+        type=int,
+        default=19,
+        help="niceness of the load's client process (default 19: clients stand for users on "
+        "other machines; 0 lets them compete with the stack for the CPUs)",
+    )
     parser.add_argument("--write", metavar="PATH", help="also write the report to PATH")
     args = parser.parse_args()
     ensure_packages()
@@ -97,7 +106,7 @@ def run(scratch: Path, args: argparse.Namespace) -> tuple[list[RoundResult], lis
         for stack in stacks:
             set_up(stack, images, "v1")
         results = [
-            measure_round(stack, images, scenario, f"v{number}", args.clients)
+            measure_round(stack, images, scenario, f"v{number}", args.clients, args.load_nice)
             for number, scenario in versions(args.rounds)
             for stack in stacks
         ]
@@ -141,10 +150,11 @@ def head(args: argparse.Namespace, took: float, load: str) -> list[str]:
         *machine(tools),
         f"- load average (1, 5, 15 min): {load} (the machine is shared: other processes count)",
         f"- command: `.venv/bin/python -m bench.peers --rounds {args.rounds} "
-        f"--clients {args.clients} --nginx-services {args.nginx_services} "
+        f"--clients {args.clients} --load-nice {args.load_nice} "
+        f"--nginx-services {args.nginx_services} "
         "--write bench/RESULTS.md` (as root; about "
         f"{took / 60:.0f} min for this run)",
-        HOW.format(clients=args.clients, warmup=WARMUP, tail=TAIL).rstrip(),
+        HOW.format(clients=args.clients, nice=args.load_nice, warmup=WARMUP, tail=TAIL).rstrip(),
     ]
 
 

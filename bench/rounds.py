@@ -117,11 +117,16 @@ def wait_for_version(url: str, version: str, timeout: float) -> None:
 
 
 def measure_round(
-    stack: Stack, images: ImageFactory, scenario: Scenario, version: str, clients: int
+    stack: Stack,
+    images: ImageFactory,
+    scenario: Scenario,
+    version: str,
+    clients: int,
+    nice: int = 0,
 ) -> RoundResult:
-    """Push `version`, and under load trigger and time its deployment."""
+    """Push `version`, and under load (its process at `nice`) trigger and time its deployment."""
     push(images, stack, version, scenario)
-    load = Load(stack.url(), clients, watch=version).start()
+    load = Load(stack.url(), clients, watch=version, nice=nice).start()
     prober = Prober(stack.probe()).start()
     try:
         time.sleep(WARMUP)
