@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from deployer.errors import NginxError
 from deployer.nginx_workers import (
     Workers,
+    holds_listener,
     in_flight,
     listening_inodes,
     snapshot,
@@ -157,6 +159,73 @@ def test_snapshot_explains_a_bad_pid_file(
 
     with pytest.raises(NginxError, match=message):
         snapshot(pid_file, proc)
+
+
+def test_snapshot_notes_the_fd_where_workers_hold_the_first_listener(proc: Path) -> None:
+    # workers inherit the master's fds at the same numbers: fd 3 is LISTENER in both
+    assert snapshot_of(proc).probe == 3
+
+
+CONNECTIONS = tuple(range(6000, 6300))  # a busy worker's client and upstream sockets
+
+
+def count_readlinks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    read: list[str] = []
+    readlink = os.readlink
+
+    def counting(path: str | Path) -> str:
+        read.append(str(path))
+        return str(readlink(path))
+
+    monkeypatch.setattr(os, "readlink", counting)
+    return read
+
+
+def test_a_worker_that_still_listens_is_told_by_one_readlink(
+    proc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_process(proc, 105, MASTER, "nginx: worker process", sockets=(LISTENER, *CONNECTIONS))
+    read = count_readlinks(monkeypatch)
+
+    assert holds_listener(105, frozenset({LISTENER}), proc, probe=3) is True
+    assert read == [str(proc / "105" / "fd" / "3")]
+
+
+def test_a_worker_whose_probe_fd_is_no_listener_is_read_until_its_first_listener(
+    proc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # fd 3 is a connection (e.g. reuseport: the worker closed the other workers' sockets)
+    add_process(proc, 105, MASTER, "nginx: worker process", sockets=(*CONNECTIONS, LISTENER))
+    read = count_readlinks(monkeypatch)
+
+    assert holds_listener(105, frozenset({LISTENER}), proc, probe=3) is True
+    assert len(read) <= len(CONNECTIONS) + 2  # the probe, then at most every fd once
+
+
+def test_a_worker_that_closed_its_listeners_is_read_in_full(proc: Path) -> None:
+    add_process(proc, 105, MASTER, "nginx: worker process is shutting down", sockets=CONNECTIONS)
+
+    assert holds_listener(105, frozenset({LISTENER}), proc, probe=3) is False
+    assert holds_listener(106, frozenset({LISTENER}), proc, probe=3) is False  # exited
+
+
+def test_each_poll_of_a_worker_that_still_listens_reads_one_fd(
+    proc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_process(proc, 105, MASTER, "nginx: worker process", sockets=(LISTENER, *CONNECTIONS))
+    before = snapshot_of(proc)
+    (proc / "101" / "stat").unlink()  # exited: only 105 is left to watch
+    read = count_readlinks(monkeypatch)
+    polls: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        if len(polls) == 3:
+            (proc / "105" / "stat").unlink()
+
+    wait_for_reload(before, timeout=5, proc=proc, sleep=sleep)
+
+    assert len(read) == len(polls) == 3
 
 
 def snapshot_of(proc: Path) -> Workers:
