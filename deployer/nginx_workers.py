@@ -9,9 +9,9 @@ Where a worker's fds cannot be read (it runs as another user and deployer is not
 title says it is shutting down ("worker process is shutting down") and a short settle covers
 the few syscalls between that title and the sockets' close. A poll is cheap whatever nginx
 holds: a worker that still listens is told by one readlink (the fd where the master holds its
-first listener, inherited at the same number), one that stopped has few fds left to read. When the master rejects the new
-config at reload time the old workers never change: that is a failure, not a success nginx
-does not serve.
+first listener, inherited at the same number), one that stopped has few fds left to read.
+When the master rejects the new config at reload time the old workers never change: that is
+a failure, not a success nginx does not serve.
 """
 
 from __future__ import annotations
