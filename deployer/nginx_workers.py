@@ -75,16 +75,17 @@ def worker_titles(master: int, proc: Path = PROC) -> dict[int, str]:
     """The master's worker processes: pid -> process title (`nginx: worker process ...`).
 
     A worker forked a moment ago may still carry the master's title: every child that is not
-    a cache process counts as a worker.
+    a cache process counts as a worker; one that exited and waits for the master to reap it
+    (a zombie, empty title) does not.
     """
     workers: dict[int, str] = {}
     for pid in _children(master, proc):
         try:
             stat = (proc / str(pid) / "stat").read_text()
             # `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            if parent != master:
-                continue
+            state, parent = stat.rsplit(")", 1)[1].split()[:2]
+            if int(parent) != master or state == "Z":
+                continue  # another's child, or exited and not reaped yet (it holds nothing)
             raw = (proc / str(pid) / "cmdline").read_bytes()
             title = raw.replace(b"\0", b" ").decode(errors="replace").strip()
         except (OSError, IndexError, ValueError):
@@ -113,16 +114,25 @@ def listening_sockets(master: int, proc: Path = PROC) -> dict[int, int]:
     else but its channels to the workers), less the unix sockets that do not listen (those
     channels). Read from the master's fds and /proc/<master>/net/unix, never /proc/net/tcp,
     whose size grows with every connection in TIME-WAIT on the host (seen: 73,000 lines,
-    0.15 s of kernel time to read)."""
+    0.15 s of kernel time to read). net/unix is read before and after the fds: a channel
+    opened or closed meanwhile (a worker starting or exiting) is in one of the two."""
+    unix = proc / str(master) / "net" / "unix"
+    channels = _unlistening_unix(unix)
     held = _sockets(master, proc) or {}
-    channels = set()
-    for fields in _rows(proc / str(master) / "net" / "unix"):
+    channels |= _unlistening_unix(unix)
+    return {fd: inode for fd, inode in held.items() if inode not in channels}
+
+
+def _unlistening_unix(path: Path) -> set[int]:
+    """Inodes of the unix sockets in a net/unix table that do not listen."""
+    found = set()
+    for fields in _rows(path):
         try:
             if len(fields) > 6 and not int(fields[3], 16) & ACCEPTING_UNIX:
-                channels.add(int(fields[6]))
+                found.add(int(fields[6]))
         except ValueError:
             continue
-    return {fd: inode for fd, inode in held.items() if inode not in channels}
+    return found
 
 
 def _sockets(pid: int, proc: Path) -> dict[int, int] | None:

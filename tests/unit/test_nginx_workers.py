@@ -34,10 +34,11 @@ def add_process(
     title: str,
     comm: str = "nginx",
     sockets: tuple[int, ...] = (),
+    state: str = "S",
 ) -> None:
     entry = proc / str(pid)
     entry.mkdir(parents=True)
-    (entry / "stat").write_text(f"{pid} ({comm}) S {parent} {pid} {pid} 0 -1 4194560\n")
+    (entry / "stat").write_text(f"{pid} ({comm}) {state} {parent} {pid} {pid} 0 -1 4194560\n")
     (entry / "cmdline").write_bytes(title.replace(" ", "\0").encode() + b"\0")
     (entry / "fd").mkdir()
     for number, inode in enumerate(sockets, start=3):
@@ -70,8 +71,36 @@ def test_listening_sockets_are_the_masters_sockets_but_its_channels(proc: Path) 
     assert listening_inodes(MASTER, proc) == {LISTENER, 5003}
 
 
+def test_a_channel_closed_while_the_masters_fds_are_read_is_not_taken_for_a_listener(
+    proc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker from an earlier reload exits while we look: the master closes its channel
+    # (5004) after its fd was read, so the channel is gone from net/unix read afterwards.
+    listdir = os.listdir
+    unix = proc / str(MASTER) / "net" / "unix"
+
+    def listing(path: str | Path) -> list[str]:
+        names = listdir(path)
+        if Path(path) == proc / str(MASTER) / "fd":
+            unix.write_text("".join(line for line in UNIX.splitlines(True) if "5004" not in line))
+        return names
+
+    monkeypatch.setattr(os, "listdir", listing)
+
+    assert listening_inodes(MASTER, proc) == {LISTENER, 5003}
+
+
 def test_worker_titles_lists_only_this_masters_workers(proc: Path) -> None:
     assert worker_titles(MASTER, proc) == {101: "nginx: worker process"}
+
+
+def test_a_worker_that_exited_but_is_not_reaped_yet_is_no_worker(proc: Path) -> None:
+    # a zombie: its title reads empty and it holds nothing; it sent its last response
+    add_process(proc, 104, MASTER, "", state="Z")
+
+    assert worker_titles(MASTER, proc) == {101: "nginx: worker process"}
+    replaced = Workers(MASTER, {101: "nginx: worker process", 104: ""}, frozenset({LISTENER}))
+    assert in_flight(replaced, MASTER, proc).workers == (101,)
 
 
 def test_a_worker_forked_a_moment_ago_counts_though_it_has_the_masters_title(proc: Path) -> None:
