@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.machine import machine
+from bench.machine import load_average, machine
 from bench.stats import markdown_table, median
 from deployer import create_app
 from deployer.config import parse_config
@@ -154,14 +154,22 @@ def run(rows: int, repeats: int) -> dict[tuple[int, str], tuple[float, int]]:
     return results
 
 
-def report(results: dict[tuple[int, str], tuple[float, int]], rows: int, repeats: int) -> str:
+def report(
+    results: dict[tuple[int, str], tuple[float, int]], rows: int, repeats: int, load: str = ""
+) -> str:
     """The markdown report: a table per history size, and the targets."""
-    lines = ["# Benchmark: reads at scale", "", *machine(), ""]
+    lines = ["# Benchmark: reads at scale", "", *machine()]
+    lines += [f"- load average (1, 5, 15 min): {load}"] if load else []
     lines += [
         f"- command: `.venv/bin/python -m bench.reads --rows {rows} --repeats {repeats}`",
         f"- {SERVICES} services; history of 0, {SMALL} and {rows:,} finished deployments "
         "(7 steps each); "
         "p50 of each GET through Flask's test client, in this process (no network)",
+        "- `/healthz` is Flask's own floor (routing, request context, test client); a repeated "
+        "page of 20 costs one indexed read of 20 rows without their steps plus joining the "
+        "JSON kept for them; its `first read` (nothing kept yet) loads the 20 deployments with "
+        "their 140 steps, builds their documents and encodes them, once per deployment and "
+        "kind of reader (with or without the token)",
         "",
     ]
     head = ["GET", "empty history", f"{SMALL} rows", f"{rows:,} rows", f"size at {rows:,}"]
@@ -195,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--write", type=Path, help="also write the report to this file")
     args = parser.parse_args(argv)
-    text = report(run(args.rows, args.repeats), args.rows, args.repeats)
+    began = load_average()
+    results = run(args.rows, args.repeats)
+    load = f"{began} at start, {load_average()} at end"
+    text = report(results, args.rows, args.repeats, load)
     sys.stdout.write(text)
     if args.write:
         args.write.write_text(text)
