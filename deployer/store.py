@@ -210,13 +210,14 @@ class Store:
         )
 
     def digests(self, service: str, succeeded_only: bool, limit: int = 100) -> list[str]:
-        """Distinct digests deployments of service ran, newest first."""
+        """Distinct digests deployments of service ran, newest first. (`+state`: read through
+        the service's index; the state index would read every succeeded deployment.)"""
         states = ("succeeded",) if succeeded_only else ("succeeded", "failed", "skipped")
         marks = ", ".join("?" * len(states))
         with self._lock:
             rows = self._db.execute(
                 "SELECT digest FROM deployments "  # noqa: S608 (fixed clauses)
-                f"WHERE service = ? AND digest IS NOT NULL AND state IN ({marks}) "
+                f"WHERE service = ? AND digest IS NOT NULL AND +state IN ({marks}) "
                 "GROUP BY digest ORDER BY MAX(COALESCE(finished_at, created_at)) DESC LIMIT ?",
                 (service, *states, limit),
             ).fetchall()

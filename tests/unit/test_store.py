@@ -177,3 +177,18 @@ def test_many_loads_deployments_with_their_steps_by_id(tmp_path: Path) -> None:
     assert {key: len(value.steps) for key, value in found.items()} == {"d002": 3, "d000": 1}
     assert store.many([]) == {}
     assert (store.has("d001"), store.has("gone")) == (True, False)
+
+
+def test_a_services_digests_are_read_through_its_service_index(tmp_path: Path) -> None:
+    # Nearly every deployment succeeded: the state index would read the whole history.
+    store = Store(tmp_path / "db.sqlite3")
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+
+    store.digests("web", succeeded_only=True)
+
+    store._db.set_trace_callback(None)
+    query = next(sql for sql in statements if sql.startswith("SELECT digest"))
+    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+        steps = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {query}")]
+    assert "deployments_by_service_time" in steps[0], steps
