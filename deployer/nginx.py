@@ -64,10 +64,30 @@ def run_command(argv: Sequence[str]) -> CommandResult:
     return CommandResult(result.returncode, (result.stderr + result.stdout).strip())
 
 
+class ExactFileLoader(jinja2.FileSystemLoader):
+    """Templates from files; a compiled one is reused only while its file holds the same text
+    (Jinja's own check compares mtimes, which two edits within one clock tick share)."""
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, _ = super().get_source(environment, template)
+        path = Path(filename)
+
+        def uptodate() -> bool:
+            try:
+                return path.read_text(encoding=self.encoding) == source
+            except (OSError, UnicodeDecodeError):
+                return False
+
+        return source, filename, uptodate
+
+
 def make_template_environment(directory: Path) -> jinja2.Environment:
-    """A Jinja environment for nginx text: strict, no autoescape, trailing newline kept."""
+    """A Jinja environment for nginx text: strict, no autoescape, trailing newline kept; it
+    keeps compiled templates while their files are unchanged."""
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(directory)),
+        loader=ExactFileLoader(str(directory)),
         undefined=jinja2.StrictUndefined,
         autoescape=False,  # noqa: S701 (nginx config, not HTML)
         keep_trailing_newline=True,
@@ -76,10 +96,11 @@ def make_template_environment(directory: Path) -> jinja2.Environment:
     )
 
 
-def load_template(path: Path) -> jinja2.Template:
-    """Load the upstream template; raise NginxError naming the file and line on problems."""
+def load_template(path: Path, environment: jinja2.Environment | None = None) -> jinja2.Template:
+    """Load the upstream template (through `environment`, which may hold it compiled already);
+    raise NginxError naming the file and line on problems."""
     try:
-        return make_template_environment(path.parent).get_template(path.name)
+        return (environment or make_template_environment(path.parent)).get_template(path.name)
     except jinja2.TemplateNotFound:
         raise NginxError(str(path), f"nginx template {path} not found") from None
     except jinja2.TemplateSyntaxError as err:
@@ -110,14 +131,21 @@ class NginxConfigurator:
         self.backups = backups
         self._run = run
         self._lock = threading.Lock()
+        self._templates: dict[Path, jinja2.Environment] = {}  # by the template's folder
         # True once nginx is known to run the file on disk (a successful apply); False at first
         # and after a restore nginx could not be reloaded with: then nginx may still send
         # traffic to containers the file no longer names, and those must not be removed yet.
         self.in_sync = False
 
     def render(self, upstreams: Sequence[Upstream]) -> str:
-        """Render the current template (read afresh, so template edits apply) for upstreams."""
-        return render_upstreams(load_template(self.config.template), upstreams)
+        """Render the current template (read afresh, so template edits apply; compiled again
+        only when its text changed) for upstreams."""
+        folder = self.config.template.parent
+        if folder not in self._templates:
+            self._templates[folder] = make_template_environment(folder)
+        return render_upstreams(
+            load_template(self.config.template, self._templates[folder]), upstreams
+        )
 
     def apply(self, upstreams: Sequence[Upstream], force: bool = False) -> Reloaded | None:
         """Write, test and reload; return what the reload replaced, or None when nothing

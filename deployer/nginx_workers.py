@@ -7,9 +7,11 @@ nginx step waits until every worker from before the reload has exited or holds n
 nginx's listening sockets (read from /proc/<pid>/fd against the master's).
 Where a worker's fds cannot be read (it runs as another user and deployer is not root), its
 title says it is shutting down ("worker process is shutting down") and a short settle covers
-the few syscalls between that title and the sockets' close. When the master rejects the new
-config at reload time the old workers never change: that is a failure, not a success nginx
-does not serve.
+the few syscalls between that title and the sockets' close. A poll is cheap whatever nginx
+holds: a worker that still listens is told by one readlink (the fd where the master holds its
+first listener, inherited at the same number), one that stopped has few fds left to read.
+When the master rejects the new config at reload time the old workers never change: that is
+a failure, not a success nginx does not serve.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ class Workers:
     master: int
     titles: dict[int, str]
     listeners: frozenset[int]
+    # The master's lowest fd that holds a listener: a worker forked since holds it at the same
+    # number, so one readlink there tells that it still listens (None: look at every fd).
+    probe: int | None = None
 
 
 def read_master_pid(pid_file: Path) -> int:
@@ -62,23 +67,25 @@ def snapshot(pid_file: Path, proc: Path = PROC) -> Workers:
             f"nginx pid file {pid_file} names pid {master}, which has no nginx worker "
             "processes here; is nginx running, in this pid namespace, with this pid file?",
         )
-    return Workers(master, titles, listening_inodes(master, proc))
+    listeners = listening_sockets(master, proc)
+    return Workers(master, titles, frozenset(listeners.values()), min(listeners, default=None))
 
 
 def worker_titles(master: int, proc: Path = PROC) -> dict[int, str]:
     """The master's worker processes: pid -> process title (`nginx: worker process ...`).
 
     A worker forked a moment ago may still carry the master's title: every child that is not
-    a cache process counts as a worker.
+    a cache process counts as a worker; one that exited and waits for the master to reap it
+    (a zombie, empty title) does not.
     """
     workers: dict[int, str] = {}
     for pid in _children(master, proc):
         try:
             stat = (proc / str(pid) / "stat").read_text()
             # `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            if parent != master:
-                continue
+            state, parent = stat.rsplit(")", 1)[1].split()[:2]
+            if int(parent) != master or state == "Z":
+                continue  # another's child, or exited and not reaped yet (it holds nothing)
             raw = (proc / str(pid) / "cmdline").read_bytes()
             title = raw.replace(b"\0", b" ").decode(errors="replace").strip()
         except (OSError, IndexError, ValueError):
@@ -98,40 +105,62 @@ def _children(master: int, proc: Path) -> list[int]:
 
 
 def listening_inodes(master: int, proc: Path = PROC) -> frozenset[int]:
-    """Inodes of nginx's listening sockets: the sockets the master holds (it holds nothing
+    """Inodes of nginx's listening sockets (see listening_sockets)."""
+    return frozenset(listening_sockets(master, proc).values())
+
+
+def listening_sockets(master: int, proc: Path = PROC) -> dict[int, int]:
+    """nginx's listening sockets, fd -> inode: the sockets the master holds (it holds nothing
     else but its channels to the workers), less the unix sockets that do not listen (those
     channels). Read from the master's fds and /proc/<master>/net/unix, never /proc/net/tcp,
     whose size grows with every connection in TIME-WAIT on the host (seen: 73,000 lines,
-    0.15 s of kernel time to read)."""
-    held = _socket_inodes(master, proc) or set()
-    channels = set()
-    for fields in _rows(proc / str(master) / "net" / "unix"):
+    0.15 s of kernel time to read). net/unix is read before and after the fds: a channel
+    opened or closed meanwhile (a worker starting or exiting) is in one of the two."""
+    unix = proc / str(master) / "net" / "unix"
+    channels = _unlistening_unix(unix)
+    held = _sockets(master, proc) or {}
+    channels |= _unlistening_unix(unix)
+    return {fd: inode for fd, inode in held.items() if inode not in channels}
+
+
+def _unlistening_unix(path: Path) -> set[int]:
+    """Inodes of the unix sockets in a net/unix table that do not listen."""
+    found = set()
+    for fields in _rows(path):
         try:
             if len(fields) > 6 and not int(fields[3], 16) & ACCEPTING_UNIX:
-                channels.add(int(fields[6]))
+                found.add(int(fields[6]))
         except ValueError:
             continue
-    return frozenset(held - channels)
+    return found
 
 
-def _socket_inodes(pid: int, proc: Path) -> set[int] | None:
-    """The socket inodes process pid has open; None when its fds cannot be read."""
+def _sockets(pid: int, proc: Path) -> dict[int, int] | None:
+    """The sockets process pid has open, fd -> inode; None when its fds cannot be read."""
     fds = proc / str(pid) / "fd"
     try:
         names = os.listdir(fds)
     except PermissionError:
         return None
     except OSError:
-        return set()  # exited
-    found = set()
+        return {}  # exited
+    found = {}
     for name in names:
-        try:
-            target = os.readlink(fds / name)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            found.add(int(target[8:-1]))
+        inode = _socket_inode(fds / name)
+        if inode is not None and name.isdigit():
+            found[int(name)] = inode
     return found
+
+
+def _socket_inode(link: Path) -> int | None:
+    """The inode of the socket this /proc/<pid>/fd entry points at; None for anything else."""
+    try:
+        target = os.readlink(link)
+    except OSError:
+        return None  # closed, or not ours to read
+    if not target.startswith("socket:["):
+        return None
+    return int(target[8:-1])
 
 
 def _rows(path: Path) -> list[list[str]]:
@@ -141,10 +170,24 @@ def _rows(path: Path) -> list[list[str]]:
         return []
 
 
-def holds_listener(pid: int, listeners: frozenset[int], proc: Path = PROC) -> bool | None:
-    """Whether process pid has one of these sockets open; None when its fds cannot be read."""
-    held = _socket_inodes(pid, proc)
-    return None if held is None else bool(held & listeners)
+def holds_listener(
+    pid: int, listeners: frozenset[int], proc: Path = PROC, probe: int | None = None
+) -> bool | None:
+    """Whether process pid has one of these sockets open; None when its fds cannot be read.
+
+    Looks at fd `probe` first (one readlink answers for a worker that still listens), then
+    at the other fds until the first listener: a worker that closed its listeners holds few.
+    """
+    fds = proc / str(pid) / "fd"
+    if probe is not None and _socket_inode(fds / str(probe)) in listeners:
+        return True
+    try:
+        names = os.listdir(fds)
+    except PermissionError:
+        return None
+    except OSError:
+        return False  # exited
+    return any(_socket_inode(fds / name) in listeners for name in names)
 
 
 def still_accepting(
@@ -175,7 +218,7 @@ def wait_for_reload(
     deadline = time.monotonic() + timeout
 
     def holds(pid: int) -> bool | None:
-        return holds_listener(pid, before.listeners, proc)
+        return holds_listener(pid, before.listeners, proc, before.probe)
 
     while True:
         old, by_title = still_accepting(before, worker_titles(before.master, proc), holds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,10 @@ CREATE TABLE IF NOT EXISTS deployments (
     started_at TEXT,
     finished_at TEXT
 );
-CREATE INDEX IF NOT EXISTS deployments_by_service ON deployments (service, created_at);
-CREATE INDEX IF NOT EXISTS deployments_by_time ON deployments (created_at);
+-- Newest first is (created_at, id) descending: with id in the index, a page is read in index
+-- order and stops after `limit` rows (no sort of the rows sharing a created_at).
+CREATE INDEX IF NOT EXISTS deployments_by_service_time ON deployments (service, created_at, id);
+CREATE INDEX IF NOT EXISTS deployments_newest ON deployments (created_at, id);
 CREATE INDEX IF NOT EXISTS deployments_by_state ON deployments (state);
 CREATE TABLE IF NOT EXISTS steps (
     deployment_id TEXT NOT NULL REFERENCES deployments (id),
@@ -67,6 +70,20 @@ UPSERT = f"INSERT INTO deployments ({', '.join(COLUMNS)}) VALUES ({_VALUES}) " +
 NEWEST_FIRST = "created_at DESC, id DESC"
 # Columns newer than the first schema, added to old databases.
 ADDED_COLUMNS = {"logs": "TEXT", "gap_seconds": "REAL"}
+# Indexes of older databases that the ones above replace (their names were reused otherwise).
+REPLACED_INDEXES = ("deployments_by_service", "deployments_by_time")
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A listed deployment without its steps: what its document depends on. A finished
+    deployment never changes; should one, its mark changes with it."""
+
+    id: str
+    state: DeploymentState
+    finished_at: datetime | None
+    error: str | None
+    steps: int  # how many steps are recorded
 
 
 class Store:
@@ -89,6 +106,8 @@ class Store:
             for column, kind in ADDED_COLUMNS.items():
                 if column not in present:
                     self._db.execute(f"ALTER TABLE deployments ADD COLUMN {column} {kind}")
+            for index in REPLACED_INDEXES:
+                self._db.execute(f"DROP INDEX IF EXISTS {index}")
 
     def save(self, deployment: Deployment) -> None:
         """Insert or replace a deployment with all its steps, atomically."""
@@ -121,20 +140,46 @@ class Store:
         found = self._select("WHERE id = ?", (deployment_id,))
         return found[0] if found else None
 
+    def has(self, deployment_id: str) -> bool:
+        """Whether a deployment with this id is recorded."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT 1 FROM deployments WHERE id = ?", (deployment_id,)
+            ).fetchone()
+        return found is not None
+
+    def many(self, ids: Collection[str]) -> dict[str, Deployment]:
+        """These deployments with their steps, by id (an id not recorded is left out)."""
+        if not ids:
+            return {}
+        marks = ", ".join("?" * len(ids))
+        found = self._select(f"WHERE id IN ({marks})", tuple(ids))
+        return {deployment.id: deployment for deployment in found}
+
     def history(
         self, service: str | None = None, limit: int = 20, before: str | None = None
     ) -> list[Deployment]:
         """Newest first, optionally for one service, optionally older than deployment
         `before` (a page cursor; an unknown id gives nothing: callers check it first)."""
-        where, params = [], []
-        if service is not None:
-            where.append("service = ?")
-            params.append(service)
-        if before is not None:
-            where.append("(created_at, id) < (SELECT created_at, id FROM deployments WHERE id = ?)")
-            params.append(before)
-        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        clause, params = _history_clause(service, before)
         return self._select(f"{clause}ORDER BY {NEWEST_FIRST} LIMIT ?", (*params, limit))
+
+    def history_marks(
+        self, service: str | None = None, limit: int = 20, before: str | None = None
+    ) -> list[Mark]:
+        """What history() lists, in its order, as marks: one read of the index and the
+        deployments' rows, no step rows."""
+        clause, params = _history_clause(service, before)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, state, finished_at, error, (SELECT COUNT(*) FROM steps "  # noqa: S608
+                f"WHERE deployment_id = deployments.id) FROM deployments {clause}"
+                f"ORDER BY {NEWEST_FIRST} LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        return [
+            Mark(row[0], DeploymentState(row[1]), _from_db(row[2]), row[3], row[4]) for row in rows
+        ]
 
     def recent(self, services: Sequence[str], count: int) -> dict[str, list[Deployment]]:
         """The newest `count` deployments of each service, newest first, in one query
@@ -165,13 +210,14 @@ class Store:
         )
 
     def digests(self, service: str, succeeded_only: bool, limit: int = 100) -> list[str]:
-        """Distinct digests deployments of service ran, newest first."""
+        """Distinct digests deployments of service ran, newest first. (`+state`: read through
+        the service's index; the state index would read every succeeded deployment.)"""
         states = ("succeeded",) if succeeded_only else ("succeeded", "failed", "skipped")
         marks = ", ".join("?" * len(states))
         with self._lock:
             rows = self._db.execute(
                 "SELECT digest FROM deployments "  # noqa: S608 (fixed clauses)
-                f"WHERE service = ? AND digest IS NOT NULL AND state IN ({marks}) "
+                f"WHERE service = ? AND digest IS NOT NULL AND +state IN ({marks}) "
                 "GROUP BY digest ORDER BY MAX(COALESCE(finished_at, created_at)) DESC LIMIT ?",
                 (service, *states, limit),
             ).fetchall()
@@ -299,6 +345,18 @@ class Store:
                 )
             )
         return [_deployment(row, steps.get(row["id"], [])) for row in rows]
+
+
+def _history_clause(service: str | None, before: str | None) -> tuple[str, list[str]]:
+    """The WHERE clause (with a trailing space, or empty) and parameters of a history page."""
+    where, params = [], []
+    if service is not None:
+        where.append("service = ?")
+        params.append(service)
+    if before is not None:
+        where.append("(created_at, id) < (SELECT created_at, id FROM deployments WHERE id = ?)")
+        params.append(before)
+    return (f"WHERE {' AND '.join(where)} " if where else ""), params
 
 
 def _newest_per_service(rows: list[sqlite3.Row]) -> list[str]:

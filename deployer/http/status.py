@@ -13,6 +13,7 @@ from deployer.errors import BadRequest, NotFound
 from deployer.http import pages
 from deployer.http.auth import authenticated, guard_reads
 from deployer.http.context import current_runtime
+from deployer.http.listing import listing_response
 from deployer.http.overview import status_document
 
 blueprint = Blueprint("status", __name__)
@@ -58,11 +59,9 @@ def deployments() -> Any:
     if service is not None and service not in current.config.services:
         raise NotFound(f"no service named {service!r} is configured")
     limit, before = parse_limit(request.args.get("limit", "20")), request.args.get("before")
-    if before is not None and current.store.get(before) is None:
+    if before is not None and not current.store.has(before):
         raise BadRequest(f"before: no deployment with id {before!r}; page with an id listed")
-    found = current.store.history(service, limit, before)
-    shown = [deployment_json(item, authenticated()) for item in found]
-    return jsonify({"deployments": shown})
+    return listing_response(current.store, service, limit, before, authenticated())
 
 
 @blueprint.get("/deployments/<deployment_id>")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from deployer.config import DEFAULT_TEMPLATE, NginxConfig, parse_config
 from deployer.errors import NginxError
 from deployer.models import Server, Upstream
 from deployer.nginx import NginxConfigurator
+from deployer.nginx_workers import holds_listener, snapshot
 from deployer.rollout.containers import make_container_spec
 from deployer.sandbox import ImageFactory, SandboxNginx
 from deployer.sandbox.net import LOOPBACK, http_get, wait_for_http
@@ -122,3 +124,34 @@ def test_a_reload_nginx_rejects_after_a_passing_test_fails_the_step_and_restores
     assert nginx.upstreams.read_text() == before
     assert http_get(nginx.url("web", "/version")) == (200, "v1\n")
     assert "bind() to 127.0.0.1:" in nginx.error_log()
+
+
+def test_with_many_listeners_the_step_returns_once_no_old_worker_holds_one(
+    make_nginx: Callable[[list[str]], SandboxNginx],
+) -> None:
+    # Real nginx, 40 listening sockets: a worker holds the master's first listener at the
+    # same fd number (the one-readlink probe), and once apply() returns every worker from
+    # before has exited or holds none of them, read fd by fd.
+    services = [f"svc{index:02d}" for index in range(40)]
+    nginx = make_nginx(services)
+    step = configurator(nginx)
+    for shift in range(3):
+        upstreams = [
+            Upstream(name, (Server(f"{LOOPBACK}:{30000 + index + shift}", f"c{index}", ""),))
+            for index, name in enumerate(services)
+        ]
+        before = snapshot(nginx.pid_file)  # the last step's old worker may be exiting now
+        # its channel to the master is not taken for a listener (free_port() may repeat one)
+        assert len(before.listeners) == len(set(nginx.listen.values()))
+        serving = [pid for pid, title in before.titles.items() if title == "nginx: worker process"]
+        assert serving
+        assert before.probe is not None
+        for worker in serving:  # the probe: the master's first listener, at the same fd number
+            link = os.readlink(f"/proc/{worker}/fd/{before.probe}")
+            assert link.startswith("socket:[")
+            assert int(link[8:-1]) in before.listeners
+
+        assert step.apply(upstreams) is not None
+
+        for worker in before.titles:
+            assert not holds_listener(worker, before.listeners), f"worker {worker} still listens"

@@ -217,13 +217,50 @@ def test_targets_say_which_are_met() -> None:
     assert verdicts == ["yes", "yes", "yes", "yes", "**no**"]
 
 
-def test_reads_report_judges_the_targets() -> None:
-    from bench.reads import PATHS, SMALL, report
+def test_nginx_step_report_shows_every_repeat_and_judges_the_slowest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bench.nginx_step
 
-    fast = {(count, path): (1.0, 2048) for count in (0, SMALL, 1000) for path in PATHS}
+    monkeypatch.setattr(bench.nginx_step, "machine", lambda: ["- machine: test"])
+    parts = {"nginx -t": 0.04, "reload command": 0.035, "rest": 0.15}
+    timings = [
+        NginxStepTiming(1, 2, 0.001, 0.005, 0.11, 0.12, 0.13, (0.12, 0.13), parts),
+        NginxStepTiming(500, 2, 0.001, 0.04, 0.2, 0.25, 0.31, (0.25, 0.31), parts),
+    ]
+
+    text = bench.nginx_step.report(timings, "python -m bench.nginx_step", "0.1 0.1 0.1")
+
+    assert "| 1 | 2 | 0.040 | 0.035 | 0.150 | 0.120 | 0.130 | yes |" in text
+    assert "| 500 | 2 | 0.040 | 0.035 | 0.150 | 0.250 | 0.310 | **no** |" in text
+    assert "- 500 services: 0.250 0.310" in text
+
+
+def test_nginx_step_ports_are_distinct_though_free_port_repeats_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bench.nginx_step
+
+    offered = iter([5000, 5000, 5001, 5000, 5002])
+    monkeypatch.setattr(bench.nginx_step, "free_port", lambda: next(offered))
+
+    assert bench.nginx_step.distinct_free_ports(["a", "b", "c"]) == {
+        "a": 5000,
+        "b": 5001,
+        "c": 5002,
+    }
+
+
+def test_reads_report_judges_the_targets() -> None:
+    from bench.reads import FIRST_READ, PATHS, SMALL, report
+
+    paths = (*PATHS, FIRST_READ)
+    fast = {(count, path): (1.0, 2048) for count in (0, SMALL, 1000) for path in paths}
     slow = {**fast, (1000, "/status"): (12.0, 2048), (1000, PATHS[2]): (3.0, 2048)}
 
     assert report(fast, 1000, 3).count("| yes |") == 3
     text = report(slow, 1000, 3)
     assert "| /status p50 < 10 ms | 12.0 ms | **no** |" in text
-    assert "| 3.00x | **no** |" in text
+    # judged against the empty history, as issue 11 says, not against a small one
+    assert "| 3.00 ms / 1.00 ms = 3.00x | **no** |" in text
+    assert f"| {FIRST_READ} | 1.00 ms | 1.00 ms | 1.00 ms | 2 KiB |" in text

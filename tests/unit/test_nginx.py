@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import jinja2
 import pytest
 
 from deployer.config import DEFAULT_TEMPLATE, NginxConfig
@@ -82,6 +85,47 @@ def test_template_syntax_error_names_file_and_line(tmp_path: Path) -> None:
 
     with pytest.raises(NginxError, match=r"t\.j2 line 2"):
         load_template(template)
+
+
+def count_compiles(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    compiled: list[str | None] = []
+    compile_ = jinja2.Environment.compile
+
+    def counting(
+        self: jinja2.Environment, source: str, name: str | None = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        compiled.append(name)
+        return compile_(self, source, name, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counting)
+    return compiled
+
+
+def test_an_unchanged_template_is_compiled_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configurator, _nginx = make(tmp_path)
+    compiled = count_compiles(monkeypatch)
+
+    first = configurator.render([WEB])
+
+    assert configurator.render([WEB]) == first
+    assert compiled == [DEFAULT_TEMPLATE.name]
+
+
+def test_an_edited_template_applies_at_the_next_render_even_within_one_clock_tick(
+    tmp_path: Path,
+) -> None:
+    template = tmp_path / "t.j2"
+    template.write_text("A {{ upstreams | length }}\n")
+    configurator, _nginx = make(tmp_path, template)
+    assert configurator.render([WEB]) == "A 1\n"
+    was = template.stat()
+
+    template.write_text("B {{ upstreams | length }}\n")  # same size, same mtime
+    os.utime(template, ns=(was.st_atime_ns, was.st_mtime_ns))
+
+    assert configurator.render([WEB]) == "B 1\n"
 
 
 def test_apply_writes_tests_and_reloads(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from deployer.errors import NginxError
 from deployer.nginx_workers import (
     Workers,
+    holds_listener,
     in_flight,
     listening_inodes,
     snapshot,
@@ -32,10 +34,11 @@ def add_process(
     title: str,
     comm: str = "nginx",
     sockets: tuple[int, ...] = (),
+    state: str = "S",
 ) -> None:
     entry = proc / str(pid)
     entry.mkdir(parents=True)
-    (entry / "stat").write_text(f"{pid} ({comm}) S {parent} {pid} {pid} 0 -1 4194560\n")
+    (entry / "stat").write_text(f"{pid} ({comm}) {state} {parent} {pid} {pid} 0 -1 4194560\n")
     (entry / "cmdline").write_bytes(title.replace(" ", "\0").encode() + b"\0")
     (entry / "fd").mkdir()
     for number, inode in enumerate(sockets, start=3):
@@ -68,8 +71,36 @@ def test_listening_sockets_are_the_masters_sockets_but_its_channels(proc: Path) 
     assert listening_inodes(MASTER, proc) == {LISTENER, 5003}
 
 
+def test_a_channel_closed_while_the_masters_fds_are_read_is_not_taken_for_a_listener(
+    proc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker from an earlier reload exits while we look: the master closes its channel
+    # (5004) after its fd was read, so the channel is gone from net/unix read afterwards.
+    listdir = os.listdir
+    unix = proc / str(MASTER) / "net" / "unix"
+
+    def listing(path: str | Path) -> list[str]:
+        names = listdir(path)
+        if Path(path) == proc / str(MASTER) / "fd":
+            unix.write_text("".join(line for line in UNIX.splitlines(True) if "5004" not in line))
+        return names
+
+    monkeypatch.setattr(os, "listdir", listing)
+
+    assert listening_inodes(MASTER, proc) == {LISTENER, 5003}
+
+
 def test_worker_titles_lists_only_this_masters_workers(proc: Path) -> None:
     assert worker_titles(MASTER, proc) == {101: "nginx: worker process"}
+
+
+def test_a_worker_that_exited_but_is_not_reaped_yet_is_no_worker(proc: Path) -> None:
+    # a zombie: its title reads empty and it holds nothing; it sent its last response
+    add_process(proc, 104, MASTER, "", state="Z")
+
+    assert worker_titles(MASTER, proc) == {101: "nginx: worker process"}
+    replaced = Workers(MASTER, {101: "nginx: worker process", 104: ""}, frozenset({LISTENER}))
+    assert in_flight(replaced, MASTER, proc).workers == (101,)
 
 
 def test_a_worker_forked_a_moment_ago_counts_though_it_has_the_masters_title(proc: Path) -> None:
@@ -157,6 +188,73 @@ def test_snapshot_explains_a_bad_pid_file(
 
     with pytest.raises(NginxError, match=message):
         snapshot(pid_file, proc)
+
+
+def test_snapshot_notes_the_fd_where_workers_hold_the_first_listener(proc: Path) -> None:
+    # workers inherit the master's fds at the same numbers: fd 3 is LISTENER in both
+    assert snapshot_of(proc).probe == 3
+
+
+CONNECTIONS = tuple(range(6000, 6300))  # a busy worker's client and upstream sockets
+
+
+def count_readlinks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    read: list[str] = []
+    readlink = os.readlink
+
+    def counting(path: str | Path) -> str:
+        read.append(str(path))
+        return str(readlink(path))
+
+    monkeypatch.setattr(os, "readlink", counting)
+    return read
+
+
+def test_a_worker_that_still_listens_is_told_by_one_readlink(
+    proc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_process(proc, 105, MASTER, "nginx: worker process", sockets=(LISTENER, *CONNECTIONS))
+    read = count_readlinks(monkeypatch)
+
+    assert holds_listener(105, frozenset({LISTENER}), proc, probe=3) is True
+    assert read == [str(proc / "105" / "fd" / "3")]
+
+
+def test_a_worker_whose_probe_fd_is_no_listener_is_read_until_its_first_listener(
+    proc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # fd 3 is a connection (e.g. reuseport: the worker closed the other workers' sockets)
+    add_process(proc, 105, MASTER, "nginx: worker process", sockets=(*CONNECTIONS, LISTENER))
+    read = count_readlinks(monkeypatch)
+
+    assert holds_listener(105, frozenset({LISTENER}), proc, probe=3) is True
+    assert len(read) <= len(CONNECTIONS) + 2  # the probe, then at most every fd once
+
+
+def test_a_worker_that_closed_its_listeners_is_read_in_full(proc: Path) -> None:
+    add_process(proc, 105, MASTER, "nginx: worker process is shutting down", sockets=CONNECTIONS)
+
+    assert holds_listener(105, frozenset({LISTENER}), proc, probe=3) is False
+    assert holds_listener(106, frozenset({LISTENER}), proc, probe=3) is False  # exited
+
+
+def test_each_poll_of_a_worker_that_still_listens_reads_one_fd(
+    proc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_process(proc, 105, MASTER, "nginx: worker process", sockets=(LISTENER, *CONNECTIONS))
+    before = snapshot_of(proc)
+    (proc / "101" / "stat").unlink()  # exited: only 105 is left to watch
+    read = count_readlinks(monkeypatch)
+    polls: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        if len(polls) == 3:
+            (proc / "105" / "stat").unlink()
+
+    wait_for_reload(before, timeout=5, proc=proc, sleep=sleep)
+
+    assert len(read) == len(polls) == 3
 
 
 def snapshot_of(proc: Path) -> Workers:
