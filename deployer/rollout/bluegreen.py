@@ -16,9 +16,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 
 from deployer.backends.base import Backend, ContainerInfo
 from deployer.config import Config, ServiceConfig
+from deployer.connection_sources import Watcher, watch_container
 from deployer.deploy import Steps
 from deployer.errors import (
     ContainerMissing,
@@ -53,6 +55,7 @@ class BlueGreen:
         probe: Probe = http_probe,
         is_port_free: Callable[[int], bool] = port_is_free,
         environ: Mapping[str, str] | None = None,
+        watch: Watcher | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
@@ -62,6 +65,8 @@ class BlueGreen:
         self.probe = probe
         self.is_port_free = is_port_free
         self.environ = os.environ if environ is None else environ  # env_file `KEY`, secret_env
+        # Where the drain reads an old container's connections (deployer/connection_sources.py)
+        self.watch: Watcher = watch or partial(watch_container, backend)
 
     def rollout(
         self, deployment: Deployment, service: ServiceConfig, steps: Steps

@@ -16,11 +16,12 @@ from deployer.backends.base import ContainerInfo
 from deployer.errors import ContainerMissing, DockerError, FinishLater
 from deployer.models import DeploymentState, StepState, utc_now
 from deployer.nginx_workers import Workers
+from deployer.rollout.drain import Drain, StopClock
 
 if TYPE_CHECKING:
     from deployer.rollout.bluegreen import BlueGreenRollout
 
-DRAIN_POLL = 0.025  # seconds between two looks at what still sends traffic to the old container
+STOP_POLL = 0.025  # seconds between two looks at the stopping containers
 # Seconds a retire keeps waiting on `docker stop` once deployer is stopping: well inside its
 # stop budget (cli.STOP_BUDGET), so the retire is recorded `interrupted`, never left `running`.
 RETIRE_GRACE = 4.0
@@ -110,24 +111,11 @@ def retire(
 def _drain(
     rollout: BlueGreenRollout, old: list[ContainerInfo], cap: float, replaced: Workers | None
 ) -> str:
-    """Wait until nothing can send a request to the old containers any more (the nginx
-    workers the switch's reload replaced have exited: their last request is done), at most
-    `cap` seconds; without a way to watch that (no nginx.pid_file), wait `cap`."""
-    names = ", ".join(c.name for c in old) or "nothing"
-    nginx, stopping = rollout.strategy.nginx, rollout.strategy.stopping
-    began = time.monotonic()
-    while True:
-        left = nginx.in_flight(replaced)
-        waited = time.monotonic() - began
-        if left is None:
-            stopping.wait(cap)
-            return f"{names} kept serving in-flight requests for {cap:g} s"
-        if left.done:
-            return f"{names} had no request in flight after {waited:.2f} s"
-        if waited >= cap:
-            return f"{names} still had {left} after the {cap:g} s drain: retired anyway"
-        if stopping.wait(min(DRAIN_POLL, max(0.0, cap - waited))):
-            return f"{names}: drain cut short, deployer is stopping"
+    """Wait until nothing can send a request to the old containers any more, at most `cap`
+    seconds (deployer/rollout/drain.py: by nginx's workers, else by connections)."""
+    strategy = rollout.strategy
+    drain = Drain(old, cap, StopClock(strategy.stopping), strategy.watch)
+    return drain.run(lambda: strategy.nginx.in_flight(replaced))
 
 
 def _forget_retired(rollout: BlueGreenRollout, old: Sequence[ContainerInfo]) -> None:
@@ -175,7 +163,7 @@ def _stop_all(
             cut_off = time.monotonic() + RETIRE_GRACE
         if cut_off is not None and time.monotonic() >= cut_off:
             break
-        alive[0].join(DRAIN_POLL)
+        alive[0].join(STOP_POLL)
     failed = [outcome[c.id] for c in containers if outcome.get(c.id)]
     left = [c.name for c in containers if c.id not in outcome]
     return failed, left
