@@ -5,23 +5,25 @@ its processes: the engine names the main one (State.Pid), in the engine's pid na
 rule, in order:
 
 1. The engine says pid 0: the container is not running, so nothing is connected to it.
-2. /proc/<pid>/cgroup names the container's id: that pid is the container's process here
-   (deployer sees the engine's pid namespace: it runs on the host, or with `--pid host`).
-   Its namespace is read through sock_diag when it is deployer's own (the host's, for a
-   host-networked container and deployer on the host: /proc/self/ns/net and /proc/<pid>/ns/net
-   are the same inode; reading those links needs root or CAP_SYS_PTRACE), else from
-   /proc/<pid>/net/tcp and tcp6 (readable by any user).
-3. Otherwise deployer is in another pid namespace (a container without `--pid host`) and the
-   pid means nothing here. A host-networked container's sockets are in the host's namespace;
-   deployer is in that one too when it runs with `--network host`, which host networking
-   already asks of it: its port picks and health probes reach the apps on 127.0.0.1 only
-   from there. Comparing /proc/self/ns/net with /proc/1/ns/net would not show it (pid 1 is
-   then deployer's container's own init, in deployer's namespace whatever that is), so the
-   check is the app itself: its listening socket on its address and port must be in
-   deployer's namespace. Then deployer's own namespace is read (sock_diag).
-4. Anything else (a container on a bridge or named network seen from another pid namespace,
-   /proc unreadable): the connections cannot be read; the drain says why and falls back to
-   what it did without them.
+2. Is the pid the container's process here? Yes when /proc/<pid>/cgroup names the
+   container's id (deployer sees the engine's pid namespace: it runs on the host, or with
+   `--pid host`); otherwise deployer is in another pid namespace and the pid means nothing.
+3. Is the container's network namespace deployer's own? Known when the pid is verified and
+   /proc/self/ns/net and /proc/<pid>/ns/net can be compared (reading another user's
+   namespace links needs root or CAP_SYS_PTRACE). Otherwise, for a host-networked container
+   only: yes when the app's listening socket (its address and port, or the wildcard) is in
+   deployer's namespace. Deployer on the host, or run with `--network host` (which host
+   networking asks of it anyway: its port picks and health probes reach the apps on
+   127.0.0.1 only from there), sees it; deployer in a namespace of its own does not (its port
+   pick saw the app's port free there). Comparing /proc/self/ns/net with /proc/1/ns/net
+   would prove nothing: in another pid namespace pid 1 is deployer's container's own init,
+   in deployer's network namespace whatever that is.
+4. Deployer's own namespace: read through sock_diag (a state-filtered netlink dump: cheap
+   even when the host holds tens of thousands of TIME-WAIT sockets), or /proc/self/net when
+   netlink is refused. A verified pid in another namespace: /proc/<pid>/net/tcp and tcp6
+   (readable by any user). Anything else (a container on a bridge or named network seen from
+   another pid namespace): the connections cannot be read; the drain says why and falls back
+   to what it did without them.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from deployer.sock_diag import dump, states_mask
 
 PROC = Path("/proc")
 FAMILIES = (socket.AF_INET, socket.AF_INET6)
+ONLY_ESTABLISHED = frozenset({ESTABLISHED})
 Reader = Callable[[], list[Socket]]  # one read of a namespace's table; OSError when it fails
 Dump = Callable[[int, int], list[Socket]]  # sock_diag.dump(family, states)
 
@@ -98,28 +101,36 @@ def locate(
         return f"{name}'s address {process.listen_address!r} is not an IP address"
     if process.pid == 0:
         return Source(name, endpoint, "(not running)", _nothing)
-    if _is_container_process(process, proc):
-        if _same_network_namespace(process.pid, proc):
-            return _own_namespace(name, endpoint, proc, diag)
+    verified = _is_container_process(process, proc)
+    same = _same_network_namespace(process.pid, proc) if verified else None
+    if same is None and process.host_network:
+        same = _listens_in_own_namespace(endpoint, proc, diag)
+    if same:
+        return _own_namespace(name, endpoint, proc, diag)
+    if verified:
         net = proc / str(process.pid) / "net"
-        return Source(name, endpoint, str(net), lambda: read_proc_tables(net))
+        return Source(name, endpoint, str(net), lambda: read_proc_tables(net, ONLY_ESTABLISHED))
     if not process.host_network:
         return (
             f"pid {process.pid} is not {name}'s process here: deployer runs in another pid "
             "namespace than the engine (run it with --pid host to watch containers that have "
             "their own network)"
         )
+    return (
+        f"pid {process.pid} is not {name}'s process here (deployer runs in another pid "
+        f"namespace than the engine) and nothing listens on {endpoint} in deployer's network "
+        "namespace: run deployer with --network host, or --pid host"
+    )
+
+
+def _listens_in_own_namespace(endpoint: Endpoint, proc: Path, diag: Dump) -> bool:
+    """Whether the app's listener is in deployer's network namespace: then a host-networked
+    container's namespace is deployer's (when deployer is elsewhere, its port picks saw the
+    app's port free in its own namespace, so nothing of the app's listens there)."""
     try:
-        listening = listens_on(_own_listeners(proc, diag), endpoint)
-    except OSError as err:
-        return f"cannot read deployer's own network namespace: {err}"
-    if not listening:
-        return (
-            f"pid {process.pid} is not {name}'s process here (deployer runs in another pid "
-            f"namespace than the engine) and nothing listens on {endpoint} in deployer's network "
-            "namespace: run deployer with --network host, or --pid host"
-        )
-    return _own_namespace(name, endpoint, proc, diag)
+        return listens_on(_own_listeners(proc, diag), endpoint)
+    except OSError:
+        return False
 
 
 def _is_container_process(process: ContainerProcess, proc: Path) -> bool:
@@ -130,13 +141,14 @@ def _is_container_process(process: ContainerProcess, proc: Path) -> bool:
         return False
 
 
-def _same_network_namespace(pid: int, proc: Path) -> bool:
-    """Whether process pid is in deployer's network namespace (False when unknown)."""
+def _same_network_namespace(pid: int, proc: Path) -> bool | None:
+    """Whether process pid is in deployer's network namespace; None when unknown (reading
+    the namespace links of another user's process needs root or CAP_SYS_PTRACE)."""
     try:
         mine = os.stat(proc / "self" / "ns" / "net")
         theirs = os.stat(proc / str(pid) / "ns" / "net")
     except OSError:
-        return False
+        return None
     return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
@@ -148,7 +160,7 @@ def _own_namespace(name: str, endpoint: Endpoint, proc: Path, diag: Dump) -> Sou
         listeners = [s for s in _diag_listeners(diag) if endpoint.owns(s)]
     except OSError:
         net = proc / "self" / "net"
-        return Source(name, endpoint, str(net), lambda: read_proc_tables(net))
+        return Source(name, endpoint, str(net), lambda: read_proc_tables(net, ONLY_ESTABLISHED))
     families = sorted({s.local.version for s in listeners}) or [4, 6]
     wanted = [socket.AF_INET if version == 4 else socket.AF_INET6 for version in families]
 
@@ -168,7 +180,7 @@ def _own_listeners(proc: Path, diag: Dump) -> list[Socket]:
     try:
         return _diag_listeners(diag)
     except OSError:
-        return read_proc_tables(proc / "self" / "net")
+        return read_proc_tables(proc / "self" / "net", frozenset({LISTEN}))
 
 
 def _nothing() -> list[Socket]:

@@ -22,6 +22,7 @@ A stop of deployer cuts any of them short (the next start resumes it).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from deployer.connection_sources import Source, Watcher
 from deployer.connections import Socket
 from deployer.nginx_workers import InFlight
 
+log = logging.getLogger(__name__)
 # Seconds with no connection to the old containers, none new, before the drain ends without
 # nginx's workers to watch: three times what nginx takes here to apply a reload, short next
 # to a drain (5 s by default).
@@ -150,6 +152,8 @@ class Drain:
 
     def _by_connections(self, sources: list[Source]) -> str:
         targets = ", ".join(str(source) for source in sources)
+        for source in sources:
+            log.info("drain: reading the connections to %s from %s", source, source.where)
         seen: set[Socket] = set()
         quiet_since = self.began
         while True:

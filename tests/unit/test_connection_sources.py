@@ -52,9 +52,13 @@ def connection(port: int = 18001) -> Socket:
 
 
 def make_proc(
-    tmp_path: Path, cgroup: str = CONTAINER, same_namespace: bool = False, own_tcp: str = ""
+    tmp_path: Path,
+    cgroup: str = CONTAINER,
+    same_namespace: bool | None = False,
+    own_tcp: str = "",
 ) -> Path:
-    """/proc with deployer (self) and process PID: its cgroup, namespaces and TCP table."""
+    """/proc with deployer (self) and process PID: its cgroup, namespaces (None: its link
+    cannot be read, as for a non-root deployer) and TCP table."""
     proc = tmp_path / "proc"
     namespaces = tmp_path / "namespaces"
     namespaces.mkdir()
@@ -70,6 +74,9 @@ def make_proc(
         if tcp:
             (proc / pid / "net" / "tcp").write_text(tcp)
     (proc / str(PID) / "cgroup").write_text(f"0::/docker/{cgroup}\n4:memory:/docker/{cgroup}\n")
+    if same_namespace is None:
+        (proc / str(PID) / "ns" / "net").unlink()
+        (proc / str(PID) / "ns" / "net").symlink_to(namespaces / "unreadable")
     return proc
 
 
@@ -114,6 +121,33 @@ def test_in_deployers_own_namespace_sock_diag_reads_the_listeners_family_only(
     assert source.where == "deployer's network namespace (sock_diag)"
     assert source.connections() == {connection()}
     assert diag.asked == [(socket.AF_INET6, states_mask(ESTABLISHED))]
+
+
+def test_a_non_root_deployer_on_the_host_network_reads_its_own_namespace(
+    tmp_path: Path,
+) -> None:
+    # Its pid is verified but its namespace link cannot be read: the app's listener in
+    # deployer's namespace shows it is the same (sock_diag, not a 0.2 s /proc/<pid>/net read).
+    proc = make_proc(tmp_path, same_namespace=None)
+    diag = FakeDiag([Socket(LOCALHOST, 18001, ANY, 0, LISTEN), connection()])
+
+    source = locate(process(), "web-3", proc, diag)
+
+    assert isinstance(source, Source)
+    assert source.where == "deployer's network namespace (sock_diag)"
+    assert source.connections() == {connection()}
+
+
+def test_a_verified_pid_whose_listener_deployer_cannot_see_is_read_from_proc(
+    tmp_path: Path,
+) -> None:
+    proc = make_proc(tmp_path, same_namespace=None)  # deployer: --pid host, its own network
+
+    source = locate(process(), "web-3", proc, FakeDiag([]))
+
+    assert isinstance(source, Source)
+    assert source.where == str(proc / str(PID) / "net")
+    assert source.connections() == {connection()}
 
 
 def test_without_sock_diag_deployers_namespace_is_read_from_proc_self_net(tmp_path: Path) -> None:

@@ -131,3 +131,9 @@ def test_a_namespace_without_ipv6_has_no_tcp6_table(tmp_path: Path) -> None:
     (tmp_path / "tcp").unlink()
     with pytest.raises(FileNotFoundError):
         read_proc_tables(tmp_path)  # the process is gone
+
+
+def test_rows_in_other_states_can_be_skipped_undecoded() -> None:
+    rows = parse_proc_tcp(TCP, "little", states=frozenset({ESTABLISHED}))
+
+    assert [(row.local_port, row.state) for row in rows] == [(50238, 1), (42416, 1), (18001, 1)]
