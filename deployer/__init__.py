@@ -17,6 +17,7 @@ from deployer.backends.docker import DockerBackend
 from deployer.backends.swarm import SwarmBackend
 from deployer.backends.swarm_types import SwarmControl
 from deployer.config import Config
+from deployer.connection_sources import Watcher
 from deployer.nginx import Runner, run_command
 from deployer.registries import RegistryLogins
 from deployer.resources import TEMPLATES
@@ -34,6 +35,7 @@ def create_app(
     probe: Probe = http_probe,
     is_port_free: Callable[[int], bool] = port_is_free,
     swarm: SwarmControl | None = None,
+    watch: Watcher | None = None,
 ) -> Flask:
     """The Flask app with its Runtime in app.extensions['deployer'] (not started)."""
     app = Flask(__name__, template_folder=str(TEMPLATES))
@@ -49,6 +51,7 @@ def create_app(
         probe,
         is_port_free,
         swarm or SwarmBackend(registry=containers),
+        watch,
     )
     http.register(app)
     return app

@@ -11,6 +11,7 @@ from typing import Any
 from deployer.backends.base import Backend, ContainerInfo
 from deployer.backends.swarm_types import SwarmControl
 from deployer.config import Config, ServiceConfig
+from deployer.connection_sources import Watcher
 from deployer.deploy import Deployer, Rollout, Steps
 from deployer.errors import DeployerError, NothingToRollBack, QueueClosed
 from deployer.fleet import Fleet
@@ -58,6 +59,7 @@ class Runtime:
         probe: Probe = http_probe,
         is_port_free: Callable[[int], bool] = port_is_free,
         swarm: SwarmControl | None = None,
+        watch: Watcher | None = None,
     ) -> None:
         self.config = config
         self.webhook_token = environ.get(config.webhooks.token_env, "")
@@ -71,7 +73,15 @@ class Runtime:
         self.stopping = threading.Event()
         self.notifier = Notifier(config.notify, environ)
         self.bluegreen = BlueGreen(
-            config, backend, self.nginx, self.fleet, self.stopping, probe, is_port_free, environ
+            config,
+            backend,
+            self.nginx,
+            self.fleet,
+            self.stopping,
+            probe,
+            is_port_free,
+            environ,
+            watch,
         )
         swarm_services = [name for name, s in config.services.items() if s.engine == "swarm"]
         if swarm_services and swarm is None:

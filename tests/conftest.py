@@ -84,6 +84,7 @@ def make_app(
             run=nginx_commands,
             probe=backend.probe,
             is_port_free=lambda port: True,
+            watch=backend.watch,
         )
         built.append(app.extensions["deployer"])
         return app

@@ -7,17 +7,21 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import requests
 
-from deployer.backends.base import ContainerInfo, ContainerSpec, Unmanaged
+from deployer.backends.base import ContainerInfo, ContainerProcess, ContainerSpec, Unmanaged
+from deployer.connection_sources import Source
+from deployer.connections import Socket, make_endpoint
 from deployer.errors import ContainerError, ContainerMissing, DockerError, RegistryError
 from deployer.models import utc_now
 from deployer.nginx import CommandResult
 
+LOOPBACK_IP = IPv4Address("127.0.0.1")
 ENGINE_CALLS = frozenset(
-    "resolve pull has_image remove_image start inspect logs stop halt start_again remove "
+    "resolve pull has_image remove_image start inspect process logs stop halt start_again remove "
     "list_managed events inspect_unmanaged".split()
 )
 
@@ -58,6 +62,10 @@ class FakeBackend:
         self.digest_of: dict[str, str] = {}  # their images' digests (they carry no label)
         self.never_healthy: set[str] = set()  # container names whose health probe never passes
         self.lose_connection_after_create = False  # containers.run creates, then no answer
+        # container name -> its connection count at each read by the drain (the last repeats);
+        # containers not named here cannot be read: the drain waits its full cap, as before.
+        self.connection_counts: dict[str, list[int]] = {}
+        self.connection_reads: dict[str, int] = {}  # container name -> reads so far
 
     def __getattribute__(self, name: str) -> object:
         if name in ENGINE_CALLS and object.__getattribute__(self, "down"):
@@ -138,6 +146,32 @@ class FakeBackend:
         if found is None:
             raise ContainerMissing(container_id, f"no container {container_id}")
         return found
+
+    def process(self, container_id: str, address: str) -> ContainerProcess:
+        """No real process: pid 0, as the engine says of a container that is not running
+        (the drain's tests give it connections through a fake watcher instead)."""
+        found = self.inspect(container_id)
+        host, _, port = address.rpartition(":")
+        return ContainerProcess(found.id, 0, True, host, int(port) if port.isdigit() else 0)
+
+    def watch(self, container: ContainerInfo) -> Source | str:
+        """The drain's connection source for a container (create_app's `watch`)."""
+        counts = self.connection_counts.get(container.name)
+        if counts is None:
+            return f"the fake engine runs no process for {container.name}"
+        host, _, port = container.address.rpartition(":")
+        endpoint = make_endpoint(host, int(port))
+
+        def read() -> list[Socket]:
+            done = self.connection_reads.get(container.name, 0)
+            self.connection_reads[container.name] = done + 1
+            count = counts[min(done, len(counts) - 1)]
+            return [
+                Socket(endpoint.address or LOOPBACK_IP, endpoint.port, LOOPBACK_IP, 40000 + n, 1)
+                for n in range(count)
+            ]
+
+        return Source(container.name, endpoint, "(fake)", read)
 
     def find(self, id_or_name: str) -> ContainerInfo | None:
         """A container by id or name, as the engine accepts either."""

@@ -118,6 +118,19 @@ class ContainerInfo:
 
 
 @dataclass(frozen=True)
+class ContainerProcess:
+    """Where a container's connections can be read (the drain counts them): its main process,
+    whether it shares the host's network namespace, and the address its app answers on
+    inside its own network namespace."""
+
+    id: str
+    pid: int  # the main process, in the engine's pid namespace; 0 when it is not running
+    host_network: bool
+    listen_address: str  # the local IP connections arrive at there; "" for any address
+    listen_port: int  # 0 when unknown
+
+
+@dataclass(frozen=True)
 class Unmanaged:
     """What the engine says of a container deployer did not start (to take it over)."""
 
@@ -154,6 +167,7 @@ class Backend(Protocol):
     def remove_image(self, image: str, digest: str) -> None: ...
     def start(self, spec: ContainerSpec) -> ContainerInfo: ...
     def inspect(self, container_id: str) -> ContainerInfo: ...
+    def process(self, container_id: str, address: str) -> ContainerProcess: ...
     def logs(self, container_id: str, tail: int = 20) -> str: ...
     def stop(self, container_id: str, timeout: float) -> None: ...
     def halt(self, container_id: str, timeout: float) -> None: ...

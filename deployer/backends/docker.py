@@ -34,6 +34,7 @@ from deployer.backends.base import (
     LABEL_SERVICE,
     LOOPBACK,
     ContainerInfo,
+    ContainerProcess,
     ContainerSpec,
     Healthcheck,
     Unmanaged,
@@ -181,6 +182,13 @@ class DockerBackend:
         with container_errors(container_id, f"inspect container {container_id}"):
             container = self.client.containers.get(container_id)
         return _to_info(container.attrs)
+
+    def process(self, container_id: str, address: str) -> ContainerProcess:
+        """The container's main process and where its app answers inside its network
+        namespace; `address` is where nginx reaches it (ContainerInfo.address)."""
+        with container_errors(container_id, f"inspect container {container_id}"):
+            attrs = self.client.containers.get(container_id).attrs
+        return _to_process(attrs, address)
 
     def logs(self, container_id: str, tail: int = 20) -> str:
         """The container's last output lines (stdout and stderr), or a note when unreadable."""
@@ -420,6 +428,34 @@ def _to_info(attrs: dict[str, Any]) -> ContainerInfo:
         started_at=_parse_time(state.get("StartedAt")),
         restart_count=int(attrs.get("RestartCount", 0) or 0),
         exit_code=state.get("ExitCode") if state.get("Status") != "running" else None,
+    )
+
+
+def _to_process(attrs: dict[str, Any], address: str) -> ContainerProcess:
+    """Where to count connections to the container that nginx reaches at `address`: on the
+    host's network, that address; on the default bridge, the container port the host port
+    is published from (any address: the namespace is the container's own); on a named
+    network, the address itself (the container's IP there)."""
+    state = attrs.get("State") or {}
+    mode = (attrs.get("HostConfig") or {}).get("NetworkMode") or "default"
+    host, _, port_text = address.rpartition(":")
+    port = int(port_text) if port_text.isdigit() else 0
+    listen_address, listen_port = host, port
+    if mode in ("bridge", "default"):
+        ports = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+        published = [
+            key
+            for key, bindings in ports.items()
+            if any(binding.get("HostPort") == str(port) for binding in bindings or [])
+        ]
+        inner = published[0].split("/")[0] if published else ""
+        listen_address, listen_port = "", int(inner) if inner.isdigit() else 0
+    return ContainerProcess(
+        id=attrs["Id"],
+        pid=int(state.get("Pid") or 0),  # the engine says 0 when it is not running
+        host_network=mode == "host",
+        listen_address=listen_address,
+        listen_port=listen_port,
     )
 
 

@@ -15,35 +15,31 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from functools import partial
 
 from deployer.backends.base import Backend, ContainerInfo
 from deployer.config import Config, ServiceConfig
+from deployer.connection_sources import Watcher, watch_container
 from deployer.deploy import Steps
 from deployer.errors import (
     ContainerMissing,
     DockerError,
-    FinishLater,
     HealthCheckFailed,
     NoFreePort,
 )
 from deployer.fleet import Fleet, Serving
 from deployer.logs import container_secrets, redact
-from deployer.models import Deployment, DeploymentState, StepState, utc_now
+from deployer.models import Deployment, DeploymentState
 from deployer.nginx import NginxConfigurator, Reloaded
-from deployer.nginx_workers import Workers
 from deployer.rollout.containers import container_names, make_container_spec
 from deployer.rollout.environment import read_secret_environment
 from deployer.rollout.health import Probe, http_probe, wait_until_healthy
 from deployer.rollout.ports import pick_port, port_is_free
+from deployer.rollout.retire import finish_after_restart, retire
 from deployer.watch import describe
 
 REMOVE_RETRY = 0.5  # seconds before the second attempt to remove a failed release's container
-DRAIN_POLL = 0.025  # seconds between two looks at what still sends traffic to the old container
-# Seconds a retire keeps waiting on `docker stop` once deployer is stopping: well inside its
-# stop budget (cli.STOP_BUDGET), so the retire is recorded `interrupted`, never left `running`.
-RETIRE_GRACE = 4.0
 
 
 class BlueGreen:
@@ -59,6 +55,7 @@ class BlueGreen:
         probe: Probe = http_probe,
         is_port_free: Callable[[int], bool] = port_is_free,
         environ: Mapping[str, str] | None = None,
+        watch: Watcher | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
@@ -68,6 +65,8 @@ class BlueGreen:
         self.probe = probe
         self.is_port_free = is_port_free
         self.environ = os.environ if environ is None else environ  # env_file `KEY`, secret_env
+        # Where the drain reads an old container's connections (deployer/connection_sources.py)
+        self.watch: Watcher = watch or partial(watch_container, backend)
 
     def rollout(
         self, deployment: Deployment, service: ServiceConfig, steps: Steps
@@ -124,7 +123,7 @@ class BlueGreenRollout:
         reloaded = self.switch(containers)
         if self.old is not None:
             replaced = reloaded.replaced if reloaded is not None else None
-            self._retire(list(self.old.containers), self.service.drain, replaced)
+            retire(self, list(self.old.containers), self.service.drain, replaced)
         return DeploymentState.SUCCEEDED
 
     def resolve(self) -> str | None:
@@ -313,141 +312,4 @@ class BlueGreenRollout:
 
     def _finish_after_restart(self) -> DeploymentState:
         """A deployment that switched before deployer stopped: finish its drain and retire."""
-        switched_at = self.deployment.switched_at
-        assert switched_at is not None
-        serving = self.strategy.fleet.serving(self.deployment.service)
-        keep = serving.ids if serving is not None else set()
-        old = [
-            container
-            for container in self.strategy.backend.list_managed(self.strategy.config.instance)
-            if container.service == self.deployment.service and container.id not in keep
-        ]
-        old += [container for container in self._taken_over() if container.id not in keep]
-        elapsed = (utc_now() - switched_at).total_seconds()
-        drain = max(0.0, self.service.drain - elapsed)
-        self._retire(old, drain, replaced=None, resumed=True)
-        return DeploymentState.SUCCEEDED
-
-    def _taken_over(self) -> list[ContainerInfo]:
-        """This service's containers taken over by `deployer adopt` (no labels: the store
-        remembers them) that are still on the engine."""
-        found = []
-        for remembered in self.step.store.adopted():
-            if remembered.service != self.deployment.service:
-                continue
-            try:
-                info = self.strategy.backend.inspect(remembered.id)
-            except ContainerMissing:
-                self.step.store.forget_adopted(remembered.id)
-                continue
-            found.append(replace(info, service=remembered.service, address=remembered.address))
-        return found
-
-    def _forget_retired(self, old: Sequence[ContainerInfo]) -> None:
-        """Forget the taken-over containers among `old` that are gone from the engine now."""
-        store = self.step.store
-        retired = {container.id for container in old}
-        for remembered in store.adopted():
-            if remembered.id not in retired:
-                continue
-            try:
-                self.strategy.backend.inspect(remembered.id)
-            except ContainerMissing:
-                store.forget_adopted(remembered.id)
-            except DockerError:
-                pass  # unknown: the next start forgets it if it is gone
-
-    def _drain(self, old: list[ContainerInfo], cap: float, replaced: Workers | None) -> str:
-        """Wait until nothing can send a request to the old containers any more (the nginx
-        workers the switch's reload replaced have exited: their last request is done), at most
-        `cap` seconds; without a way to watch that (no nginx.pid_file), wait `cap`."""
-        names = ", ".join(c.name for c in old) or "nothing"
-        nginx, stopping = self.strategy.nginx, self.strategy.stopping
-        began = time.monotonic()
-        while True:
-            left = nginx.in_flight(replaced)
-            waited = time.monotonic() - began
-            if left is None:
-                stopping.wait(cap)
-                return f"{names} kept serving in-flight requests for {cap:g} s"
-            if left.done:
-                return f"{names} had no request in flight after {waited:.2f} s"
-            if waited >= cap:
-                return f"{names} still had {left} after the {cap:g} s drain: retired anyway"
-            if stopping.wait(min(DRAIN_POLL, max(0.0, cap - waited))):
-                return f"{names}: drain cut short, deployer is stopping"
-
-    def _retire(
-        self,
-        old: list[ContainerInfo],
-        drain: float,
-        replaced: Workers | None,
-        resumed: bool = False,
-    ) -> None:
-        stopping, names = self.strategy.stopping, ", ".join(c.name for c in old) or "nothing"
-        with self.step("drain", cancellable=False) as step:
-            step.detail = ("resumed after deployer restarted: " if resumed else "") + (
-                self._drain(old, drain, replaced)
-            )
-            if stopping.is_set():
-                step.state = StepState.INTERRUPTED
-                step.detail = f"{names} kept serving; cut short: deployer is stopping"
-        if stopping.is_set():
-            raise FinishLater(
-                f"deployer is stopping after the switch: {self.deployment.container} serves; "
-                f"the next start drains and retires {names}"
-            )
-        with self.step("retire", cancellable=False) as step:
-            failed, left = self._stop_all(old)
-            self._forget_retired(old)
-            if left:
-                step.state = StepState.INTERRUPTED
-                step.detail = (
-                    f"deployer is stopping: {', '.join(left)} still stopping after "
-                    f"{RETIRE_GRACE:g} s more; the next start finishes the retire"
-                )
-            elif failed:
-                step.state = StepState.FAILED
-                step.detail = (
-                    f"{'; '.join(failed)}; the new container serves; deployer removes the old "
-                    "one at the next deployment or start"
-                )
-            else:
-                step.detail = f"stopped and removed {names}"
-        if left:
-            raise FinishLater(
-                f"deployer is stopping during the retire: {self.deployment.container} serves; "
-                f"the next start retires {', '.join(left)}"
-            )
-
-    def _stop_all(self, containers: Sequence[ContainerInfo]) -> tuple[list[str], list[str]]:
-        """Stop and remove containers at once (each gets its stop_timeout); what failed, and
-        the names still stopping RETIRE_GRACE seconds after deployer began to stop (their
-        stop_timeout may outlast deployer's stop budget: they are left to the next start)."""
-        outcome: dict[str, str] = {}
-
-        def stop(container: ContainerInfo) -> None:
-            try:
-                self.strategy.backend.stop(container.id, self.service.stop_timeout)
-            except DockerError as err:
-                outcome[container.id] = f"{container.name}: {err}"
-                return
-            outcome[container.id] = ""
-
-        # Daemon threads, not a pool: one still waiting on the engine must not hold the exit.
-        threads = [
-            threading.Thread(target=stop, args=(container,), name="retire", daemon=True)
-            for container in containers
-        ]
-        for thread in threads:
-            thread.start()
-        cut_off: float | None = None
-        while alive := [thread for thread in threads if thread.is_alive()]:
-            if cut_off is None and self.strategy.stopping.is_set():
-                cut_off = time.monotonic() + RETIRE_GRACE
-            if cut_off is not None and time.monotonic() >= cut_off:
-                break
-            alive[0].join(DRAIN_POLL)
-        failed = [outcome[c.id] for c in containers if outcome.get(c.id)]
-        left = [c.name for c in containers if c.id not in outcome]
-        return failed, left
+        return finish_after_restart(self)

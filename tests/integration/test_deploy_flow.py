@@ -77,14 +77,18 @@ def make_bed(
         nginx: SandboxNginx | None = None,
         drain: float = 1,
         options: dict[str, Any] | None = None,
+        pid_file: bool = True,
         **health: Any,
     ) -> Bed:
         nginx = nginx or make_nginx(list(services))
+        nginx_section = nginx.deployer_config()
+        if not pid_file:  # nginx's workers are not watched: the drain counts connections
+            del nginx_section["pid_file"]
         data = {
             "state_dir": str(tmp_path / "state"),
             "instance": instance,
             "queue": {"coalesce": 0.5},
-            "nginx": nginx.deployer_config(),
+            "nginx": nginx_section,
             "services": {
                 name: {
                     "image": images.repository(name),
@@ -312,11 +316,71 @@ def test_a_long_request_in_flight_at_the_switch_finishes_and_the_drain_waits_for
     assert deployment.state is DeploymentState.SUCCEEDED, deployment.error
     assert answers == [(200, "v1\n")]
     assert load.failures() == []
-    assert re.fullmatch(r"web-\w+ had no request in flight after [0-9.]+ s", drain.detail), (
-        drain.detail
+    found = re.fullmatch(
+        r"web-\w+ had no request in flight after ([0-9.]+) s: no nginx worker from before the "
+        r"switch is left",
+        drain.detail,
     )
-    waited = float(drain.detail.rsplit(" ", 2)[1])
-    assert 0.3 < waited < 3  # waited for the long request, not the 10 s cap
+    assert found is not None, drain.detail
+    assert 0.3 < float(found[1]) < 3  # waited for the long request, not the 10 s cap
+
+
+def test_without_nginxs_pid_file_the_drain_waits_for_the_long_requests_connection(
+    make_bed: Callable[..., Bed], images: ImageFactory
+) -> None:
+    bed = make_bed(drain=10, pid_file=False)  # a cap far above what the drain should take
+    bed.push("web", "v1", images)
+    bed.wait_idle()
+    v1 = bed.last("web")
+    answers: list[tuple[int, str]] = []
+    slow = threading.Thread(
+        target=lambda: answers.append(
+            http_get(bed.nginx.url("web", f"{SLOW_PATH}?1.5"), timeout=10)
+        )
+    )
+    images.build("web", "v2", tag="latest")
+
+    slow.start()  # in flight on v1 when v2 takes over (the switch comes within ~1 s)
+    bed.webhook("web")
+    bed.wait_idle()
+    slow.join()
+
+    deployment = bed.last("web")
+    drain = step(deployment, "drain")
+    assert deployment.state is DeploymentState.SUCCEEDED, deployment.error
+    assert answers == [(200, "v1\n")]
+    # "1 seen": the drain saw the request's connection and waited until it closed.
+    found = re.fullmatch(
+        rf"no connection to {v1.container} \(127\.0\.0\.1:\d+\) after ([0-9.]+) s \(1 seen, "
+        r"none new for [0-9.]+ s\)",
+        drain.detail,
+    )
+    assert found is not None, drain.detail
+    assert 0.3 < float(found[1]) < 3  # the request's connection, not the 10 s cap
+
+
+def test_without_nginxs_pid_file_an_idle_old_app_is_retired_well_before_the_cap(
+    make_bed: Callable[..., Bed], images: ImageFactory
+) -> None:
+    bed = make_bed(drain=5, pid_file=False)
+    bed.push("web", "v1", images)
+    bed.wait_idle()
+    v1 = bed.last("web")
+
+    bed.push("web", "v2", images)
+    bed.wait_idle()
+
+    deployment = bed.last("web")
+    drain = step(deployment, "drain")
+    assert deployment.state is DeploymentState.SUCCEEDED, deployment.error
+    assert re.fullmatch(
+        rf"no connection to {v1.container} \(127\.0\.0\.1:\d+\) after 0\.[3-9]\d s "
+        r"\(none seen\)",
+        drain.detail,
+    ), drain.detail
+    assert drain.finished_at is not None
+    assert (drain.finished_at - drain.started_at).total_seconds() < 1.5  # not the 5 s cap
+    assert step(deployment, "retire").detail == f"stopped and removed {v1.container}"
 
 
 def test_two_replicas_switch_under_load_without_a_failed_request(

@@ -252,3 +252,40 @@ def test_a_container_without_an_ipv4_address_fails_its_start_instead_of_guessing
         "web-d1 has no IPv4 address on network backend (IPv6 only, or not attached to it): "
         "nginx needs one to reach it; use a network with IPv4, or network: bridge or host"
     )
+
+
+@pytest.mark.parametrize(
+    ("mode", "ports", "address", "expected"),
+    [
+        ("host", {}, "127.0.0.1:18000", (4242, True, "127.0.0.1", 18000)),
+        # The default bridge: the container port the host port is published from, any address.
+        (
+            "bridge",
+            {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18000"}], "9090/tcp": None},
+            "127.0.0.1:18000",
+            (4242, False, "", 8080),
+        ),
+        ("bridge", {"8080/tcp": [{"HostPort": "18001"}]}, "127.0.0.1:18000", (4242, False, "", 0)),
+        ("backend", {}, "10.5.0.7:8080", (4242, False, "10.5.0.7", 8080)),  # a named network
+    ],
+)
+def test_where_a_containers_connections_are_counted(
+    mode: str, ports: dict[str, Any], address: str, expected: tuple[int, bool, str, int]
+) -> None:
+    attrs = {
+        "Id": "c" * 64,
+        "State": {"Status": "running", "Pid": 4242},
+        "HostConfig": {"NetworkMode": mode},
+        "NetworkSettings": {"Ports": ports},
+    }
+    backend = DockerBackend(make_client=lambda: StubClient(attrs))
+
+    found = backend.process("c" * 64, address)
+
+    assert (found.pid, found.host_network, found.listen_address, found.listen_port) == expected
+
+
+def test_a_stopped_container_has_no_process() -> None:
+    attrs = {"Id": "c" * 64, "State": {"Status": "exited", "Pid": 0}, "HostConfig": {}}
+
+    assert DockerBackend(make_client=lambda: StubClient(attrs)).process("c", "127.0.0.1:1").pid == 0

@@ -17,7 +17,7 @@ from flask import Flask
 from deployer.cli import STOP_BUDGET
 from deployer.config import Config
 from deployer.models import Deployment, DeploymentState, StepState
-from deployer.rollout.bluegreen import RETIRE_GRACE
+from deployer.rollout.retire import RETIRE_GRACE
 from deployer.runtime import Runtime
 from tests.conftest import WEB_IMAGE
 from tests.fakes import FakeBackend, FakeNginxCommands
@@ -171,7 +171,7 @@ def test_a_stop_during_the_retire_records_it_interrupted_and_the_next_start_fini
     backend: FakeBackend,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("deployer.rollout.bluegreen.RETIRE_GRACE", 0.05)
+    monkeypatch.setattr("deployer.rollout.retire.RETIRE_GRACE", 0.05)
     first: Runtime = make_app(config).extensions["deployer"]
     backend.push(WEB_IMAGE, "latest", V1)
     good = deploy(first)
