@@ -85,16 +85,22 @@ class SwarmStrategy:
         """Addresses of the nodes that take tasks (host publishing lists a new port on each)."""
         return self.engine.node_addresses() or [LOOPBACK]
 
+    def mesh_nodes(self, service: ServiceConfig) -> list[str]:
+        """Where nginx reaches the routing mesh of an ingress service: the configured `nodes:`
+        (required for ingress); nothing for the other modes, whose endpoints are the tasks."""
+        return list(self.config.nodes) if service.publish.mode == "ingress" else []
+
     def follow(self, name: str, state: ServiceState | None, tasks: Sequence[TaskInfo]) -> str:
         """Between deployments: when Swarm moved a settled service's tasks (a node lost, a task
-        rescheduled on another node) or, with ingress, the nodes changed, point nginx at where
-        it serves now; never at nothing (no task running: nginx keeps what it had). The
-        caller holds the service's place in the queue. What changed, or ''."""
+        rescheduled on another node), point nginx at where it serves now (ingress: the
+        configured nodes, which do not move); never at nothing (no task running: nginx keeps
+        what it had). The caller holds the service's place in the queue. What changed, or ''."""
         service = self.config.services[name]
         if state is None or state.update_state not in SETTLED:
             return ""
-        nodes = self.nodes() if service.publish.mode == "ingress" else []
-        members = serving_endpoints(service, name, nodes, state, tasks, state.digest)
+        members = serving_endpoints(
+            service, name, self.mesh_nodes(service), state, tasks, state.digest
+        )
         serving = self.fleet.serving(name)
         current = list(serving.members) if serving is not None else []
         if not members or _addresses(current) == _addresses(members):
@@ -234,7 +240,8 @@ class SwarmRollout:
             state, tasks = strategy.read(name)
             if state is None:
                 raise DockerError(f"Swarm service {name} is gone (removed by someone?)")
-            members = serving_endpoints(self.service, name, strategy.nodes(), state, tasks, digest)
+            nodes = strategy.mesh_nodes(self.service)
+            members = serving_endpoints(self.service, name, nodes, state, tasks, digest)
             addresses = ", ".join(member.address for member in members)
             if self._point_nginx(members):
                 step.detail = f"{strategy.nginx.output} now sends {name} to {addresses}"
@@ -282,8 +289,9 @@ class SwarmRollout:
                 running = [t for t in tasks if t.state == "running" and t.digest == state.digest]
                 settled = not self.asked_rollback and state.update_state in SETTLED
                 if settled and running:
+                    mesh = strategy.mesh_nodes(self.service)
                     members = list(
-                        serving_endpoints(self.service, name, nodes, state, running, state.digest)
+                        serving_endpoints(self.service, name, mesh, state, running, state.digest)
                     )
                 elif state.port is not None:
                     members = list(

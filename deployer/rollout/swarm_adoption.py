@@ -87,10 +87,10 @@ def _members(
 ) -> list[Member]:
     if state is None:
         return []
-    nodes = strategy.nodes()
-    steady = serving_endpoints(service, name, nodes, state, tasks)
+    steady = serving_endpoints(service, name, strategy.mesh_nodes(service), state, tasks)
     if resuming is None or state.port is None or resuming.digest is None:
         return list(steady)
+    nodes = strategy.nodes()
     return list(
         switching_endpoints(steady, tasks, nodes, state.port, service.replicas, resuming.digest)
     )

@@ -551,3 +551,40 @@ def test_a_stale_read_is_flagged_in_the_cli_and_its_age_grows_in_the_metrics(
         if line.startswith('deployer_swarm_read_age_seconds{service="shop"}')
     ]
     assert 0.3 <= age < 5  # since the last read that succeeded, not the failed one
+
+
+def test_ingress_lists_the_configured_nodes_and_following_swarm_keeps_them(
+    swarm: FakeSwarm, tmp_path: Path
+) -> None:
+    """`nodes:` (required for ingress) are where nginx reaches the routing mesh; the engine's
+    own node list (advertise addresses, or none while nodes read `unknown`) is not."""
+    service = {
+        "engine": "swarm",
+        "image": IMAGE,
+        "update": {"monitor": 0.01, "timeout": 5},
+        "publish": {"mode": "ingress", "port": 30080},
+        "network": "shop-net",
+    }
+    config = make_config(tmp_path, nodes=["10.0.0.5", "10.0.0.6"], services={"shop": service})
+    app = create_app(
+        config,
+        backend=FakeBackend(),
+        environ=ENVIRON,
+        run=FakeNginxCommands(config.nginx.output),
+        swarm=swarm,
+    )
+    runtime: Runtime = app.extensions["deployer"]
+    runtime.swarm.poll = runtime.swarm.settle = 0.0
+    runtime.start()
+    try:
+        assert run(runtime).state is DeploymentState.SUCCEEDED
+        listed = upstream(runtime)
+        swarm.node_addresses = lambda: []  # type: ignore[method-assign]
+        runtime.view.follow_once()
+
+        assert "server 10.0.0.5:30080;" in listed
+        assert "server 10.0.0.6:30080;" in listed
+        assert upstream(runtime) == listed
+    finally:
+        runtime.stop(1)
+        runtime.store.close()
