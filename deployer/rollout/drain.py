@@ -13,7 +13,7 @@ more, at most `drain` seconds (the cap), then they are retired. Which evidence c
   does its old workers still open connections to the old containers: each one seen restarts
   the quiet window, so under traffic the drain waits until nginx has stopped opening them.
   With no traffic at all nothing is seen, and the window stands for the time nginx takes to
-  apply a reload (about 0.1 s on this machine). A long request already in flight keeps its
+  apply a reload (0.1-0.2 s on this machine). A long request already in flight keeps its
   connection open (no new one): the drain ends as soon as it closes, the window having run
   meanwhile. Where the connections cannot be read, the drain waits the full cap.
 
@@ -36,9 +36,11 @@ from deployer.nginx_workers import InFlight
 
 log = logging.getLogger(__name__)
 # Seconds with no connection to the old containers, none new, before the drain ends without
-# nginx's workers to watch: three times what nginx takes here to apply a reload, short next
-# to a drain (5 s by default).
-QUIET = 0.3
+# nginx's workers to watch. After `nginx -s reload` the master parses the whole config, starts
+# new workers, sleeps 100 ms, and only then tells the old workers to stop accepting (0.1 s
+# here with one service, 0.2 s with 500; more on a busy machine): a window several times that
+# (it was 0.3 s, too close to 500 services' 0.2 s), still short next to `drain` (5 s).
+QUIET = 1.0
 POLL = 0.025  # seconds between two looks, at least
 LEAST = 0.001  # except to meet the cap or the window's end: never less (it would spin)
 MAX_POLL = 0.25  # and at most

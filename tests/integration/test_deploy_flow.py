@@ -356,7 +356,7 @@ def test_without_nginxs_pid_file_the_drain_waits_for_the_long_requests_connectio
         drain.detail,
     )
     assert found is not None, drain.detail
-    assert 0.3 < float(found[1]) < 3  # the request's connection, not the 10 s cap
+    assert 1.0 <= float(found[1]) < 3  # the request's connection, not the 10 s cap
 
 
 def test_without_nginxs_pid_file_an_idle_old_app_is_retired_well_before_the_cap(
@@ -374,12 +374,12 @@ def test_without_nginxs_pid_file_an_idle_old_app_is_retired_well_before_the_cap(
     drain = step(deployment, "drain")
     assert deployment.state is DeploymentState.SUCCEEDED, deployment.error
     assert re.fullmatch(
-        rf"no connection to {v1.container} \(127\.0\.0\.1:\d+\) after 0\.[3-9]\d s "
+        rf"no connection to {v1.container} \(127\.0\.0\.1:\d+\) after 1\.\d\d s "
         r"\(none seen\)",
         drain.detail,
     ), drain.detail
     assert drain.finished_at is not None
-    assert (drain.finished_at - drain.started_at).total_seconds() < 1.5  # not the 5 s cap
+    assert (drain.finished_at - drain.started_at).total_seconds() < 2  # not the 5 s cap
     assert step(deployment, "retire").detail == f"stopped and removed {v1.container}"
 
 
