@@ -160,10 +160,12 @@ class DeployQueue:
         with self._changed:
             if self.stopping.is_set():
                 raise QueueClosed("deployer is stopping and takes no new deployments")
-            if self._busy(service):
-                yield False
-                return
-            self._held.add(service)
+            held = not self._busy(service)
+            if held:
+                self._held.add(service)
+        if not held:  # the caller's refusal runs outside the queue's lock
+            yield False
+            return
         try:
             yield True
         finally:
