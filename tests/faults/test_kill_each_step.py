@@ -103,9 +103,17 @@ def hold_open(
     return Window()  # healthy: v2 is slow to listen; retire: v1 ignores SIGTERM
 
 
-@pytest.mark.parametrize("step", BEFORE_SWITCH + AFTER_SWITCH)
+# How the drain sees the end of traffic to the old container: nginx's workers (pid file), or
+# the old container's connections (no pid file: deployer/rollout/drain.py).
+KILL_POINTS = [(step, "workers") for step in BEFORE_SWITCH + AFTER_SWITCH] + [
+    ("drain", "connections")
+]
+
+
+@pytest.mark.parametrize(("step", "drain_watches"), KILL_POINTS)
 def test_sigkill_in_each_step_then_restart_keeps_serving_and_leaves_nothing(
     step: str,
+    drain_watches: str,
     make_serve: Callable[..., ServeProcess],
     make_nginx: Callable[[list[str]], SandboxNginx],
     engine_proxy: EngineProxy,
@@ -123,11 +131,14 @@ def test_sigkill_in_each_step_then_restart_keeps_serving_and_leaves_nothing(
     versions = [f"{step}-{number}-{SESSION}" for number in (1, 2)]
     v1 = images.build(name, versions[0], old, tag="latest")
     image = registry_proxy.rehost(v1.repository)
+    nginx_config: dict[str, Any] = {**nginx.deployer_config(), "test": slow_test.argv}
+    if drain_watches == "connections":
+        del nginx_config["pid_file"]
     serve = make_serve(
         image,
         nginx,
         environ=engine_proxy.environ(),
-        nginx_config={**nginx.deployer_config(), "test": slow_test.argv},
+        nginx_config=nginx_config,
         drain=30 if step == "drain" else 1,
         stop_timeout=8,
     ).start()
@@ -159,6 +170,10 @@ def test_sigkill_in_each_step_then_restart_keeps_serving_and_leaves_nothing(
     assert f"server {managed[0].address};" in nginx.upstreams.read_text()
     assert http_get(nginx.url("web", "/version")) == (200, f"{expected}\n")
     assert_record(record, step, serve.deployment(first))
+    if drain_watches == "connections":  # the resumed drain waited for the request's connection
+        drain = next(item for item in record["steps"][::-1] if item["name"] == "drain")
+        assert drain["detail"].startswith("resumed after deployer restarted: no connection to ")
+        assert "(1 seen" in drain["detail"], drain["detail"]
     if window.slow_answer is not None:
         # in flight on the old container when it was switched away from: it finished
         assert window.slow_answer == [(200, f"{versions[0]}\n")]
