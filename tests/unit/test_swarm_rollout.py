@@ -35,7 +35,8 @@ V2 = "sha256:" + "2" * 64
 V3 = "sha256:" + "3" * 64
 
 
-def swarm_config(tmp_path: Path, **shop: Any) -> Config:
+def swarm_config(tmp_path: Path, nodes: list[str] | None = None, **shop: Any) -> Config:
+    """Service `shop` on Swarm; a key given as None is left out; `nodes` at the top level."""
     service = {
         "engine": "swarm",
         "image": IMAGE,
@@ -43,7 +44,9 @@ def swarm_config(tmp_path: Path, **shop: Any) -> Config:
         "update": {"monitor": 0.01, "timeout": 5},
         **shop,
     }
-    return make_config(tmp_path, services={"shop": service})
+    service = {key: value for key, value in service.items() if value is not None}
+    top: dict[str, Any] = {"nodes": nodes} if nodes else {}
+    return make_config(tmp_path, services={"shop": service}, **top)
 
 
 @pytest.fixture
@@ -208,7 +211,7 @@ def test_a_deadline_swarm_does_not_act_on_is_rolled_back_by_deployer(
     assert swarm.calls[-1] == "rollback shop"
     assert swarm.services["shop"].state.digest == V1
     # Swarm's rollback has just begun: the old port and every live task stay listed, none
-    # marked down, until the next deployment.
+    # marked down, until Swarm settles (then nginx follows the pinned digest's tasks).
     assert "server 127.0.0.1:19000 max_fails=0;" in upstream(runtime)
 
 
@@ -554,37 +557,22 @@ def test_a_stale_read_is_flagged_in_the_cli_and_its_age_grows_in_the_metrics(
 
 
 def test_ingress_lists_the_configured_nodes_and_following_swarm_keeps_them(
-    swarm: FakeSwarm, tmp_path: Path
+    start: Callable[..., Runtime], swarm: FakeSwarm
 ) -> None:
     """`nodes:` (required for ingress) are where nginx reaches the routing mesh; the engine's
     own node list (advertise addresses, or none while nodes read `unknown`) is not."""
-    service = {
-        "engine": "swarm",
-        "image": IMAGE,
-        "update": {"monitor": 0.01, "timeout": 5},
-        "publish": {"mode": "ingress", "port": 30080},
-        "network": "shop-net",
-    }
-    config = make_config(tmp_path, nodes=["10.0.0.5", "10.0.0.6"], services={"shop": service})
-    app = create_app(
-        config,
-        backend=FakeBackend(),
-        environ=ENVIRON,
-        run=FakeNginxCommands(config.nginx.output),
-        swarm=swarm,
+    runtime = start(
+        nodes=["10.0.0.5", "10.0.0.6"],
+        ports=None,
+        publish={"mode": "ingress", "port": 30080},
+        network="shop-net",
     )
-    runtime: Runtime = app.extensions["deployer"]
-    runtime.swarm.poll = runtime.swarm.settle = 0.0
-    runtime.start()
-    try:
-        assert run(runtime).state is DeploymentState.SUCCEEDED
-        listed = upstream(runtime)
-        swarm.node_addresses = lambda: []  # type: ignore[method-assign]
-        runtime.view.follow_once()
 
-        assert "server 10.0.0.5:30080;" in listed
-        assert "server 10.0.0.6:30080;" in listed
-        assert upstream(runtime) == listed
-    finally:
-        runtime.stop(1)
-        runtime.store.close()
+    assert run(runtime).state is DeploymentState.SUCCEEDED
+    listed = upstream(runtime)
+    swarm.node_addresses = lambda: []  # type: ignore[method-assign]
+    runtime.view.follow_once()
+
+    assert "server 10.0.0.5:30080;" in listed
+    assert "server 10.0.0.6:30080;" in listed
+    assert upstream(runtime) == listed
