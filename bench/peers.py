@@ -29,7 +29,6 @@ from bench.machine import load_average, machine
 from bench.nginx_step import NginxStepTiming, measure_nginx_step
 from bench.peers_report import report
 from bench.rounds import TAIL, WARMUP, RoundResult, Scenario, Stack, measure_round, set_up
-from bench.testbed import remove_registry_images
 from bench.tools import ensure_packages
 from deployer.sandbox import AppBehaviour, ImageFactory, LocalRegistry, ensure_engine
 from deployer.sandbox.engine import SANDBOX_DIR, remove_instance_containers
@@ -99,7 +98,6 @@ def main() -> int:
 def run(scratch: Path, args: argparse.Namespace) -> tuple[list[RoundResult], list[NginxStepTiming]]:
     instance = f"bench-peers-{secrets.token_hex(3)}"
     with LocalRegistry(scratch / "registry") as registry, ExitStack() as cleanup:
-        cleanup.callback(remove_registry_images, registry.address)
         cleanup.callback(remove_instance_containers, instance)
         images = ImageFactory(registry.address, "bench", scratch / "build")
         stacks = start_stacks(scratch, images, instance, cleanup)

@@ -25,7 +25,6 @@ from bench.machine import machine
 from bench.peers_report import DEPLOYER_STEPS
 from bench.rounds import TAIL, WARMUP, RoundResult, Scenario, measure_round, set_up
 from bench.stats import markdown_table, median, seconds
-from bench.testbed import remove_registry_images
 from deployer.sandbox import AppBehaviour, ImageFactory, LocalRegistry, ensure_engine
 from deployer.sandbox.engine import SANDBOX_DIR, remove_instance_containers
 
@@ -91,7 +90,6 @@ def bench(scratch: Path, args: argparse.Namespace) -> list[RoundResult]:
     overrides = {"coalesce": args.coalesce, "drain": args.drain}
     scenario = Scenario("switch", AppBehaviour.SERVE)
     with LocalRegistry(scratch / "registry") as registry, ExitStack() as cleanup:
-        cleanup.callback(remove_registry_images, registry.address)
         cleanup.callback(remove_instance_containers, instance)
         images = ImageFactory(registry.address, "bench", scratch / "build")
         stack = DeployerStack(scratch, images, instance, overrides, app="web")

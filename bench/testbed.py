@@ -38,17 +38,3 @@ def docker(*args: str) -> str:
     if result.returncode != 0:
         raise RuntimeError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout
-
-
-def remove_registry_images(registry: str) -> None:
-    """Untag every local reference into `registry` (this run's: its port is its own).
-
-    By reference, never by image id: an identical test image built elsewhere shares the id.
-    """
-    listing = docker("images", "--digests", "--format", "{{.Repository}} {{.Tag}} {{.Digest}}")
-    mine = []
-    for repository, tag, digest in (line.split() for line in listing.splitlines()):
-        if repository.startswith(f"{registry}/"):
-            mine.append(f"{repository}:{tag}" if tag != "<none>" else f"{repository}@{digest}")
-    if mine:
-        subprocess.run(["docker", "image", "rm", *mine], capture_output=True, check=False)

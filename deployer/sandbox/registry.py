@@ -27,6 +27,7 @@ import subprocess
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from deployer.sandbox.net import LOOPBACK, free_port, wait_for_http
@@ -38,6 +39,8 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.oci.image.manifest.v1+json",
     ]
 )
+
+IMAGE_LINE = "{{.Repository}} {{.Tag}} {{.Digest}} {{.ID}}"  # `docker images --format`
 
 REGISTRY_CONFIG = """\
 version: 0.1
@@ -101,6 +104,46 @@ class LocalRegistry(StartStop):
         """Stop the registry process (start() brings it back on the same port and data)."""
         self._process.stop()
 
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop it for good: the local images that name it go too."""
+        try:
+            self.stop()
+        finally:
+            self.remove_local_images()
+
+    def remove_local_images(self) -> None:
+        """Remove every local image reference into this registry (its port is this run's own).
+
+        A registry that is gone leaves behind every image pushed to it or pulled from it
+        (about 70 a test session, thousands after a day of runs, and an engine listing
+        thousands of images is slower at every call). By reference, never by image id: an
+        identical image built for another registry shares the id; an untagged image with no
+        digest is removed by id without force, which the engine refuses when another
+        reference shares it. An image a container still uses stays.
+        """
+        listing = subprocess.run(
+            ["docker", "images", "--digests", "--format", IMAGE_LINE],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        mine = [
+            reference
+            for line in listing.stdout.splitlines()
+            if (reference := _local_reference(line, self.address)) is not None
+        ]
+        for start in range(0, len(mine), 100):
+            subprocess.run(
+                ["docker", "image", "rm", *mine[start : start + 100]],
+                capture_output=True,
+                check=False,
+            )
+
     @property
     def storage(self) -> Path:
         """The filesystem storage driver's root of the v2 layout."""
@@ -150,6 +193,16 @@ class LocalRegistry(StartStop):
             f"http://{self.address}{path}", method=method, headers=headers
         )
         return urllib.request.urlopen(request, timeout=10)  # noqa: S310 (loopback http only)
+
+
+def _local_reference(line: str, address: str) -> str | None:
+    """The reference to remove for one `docker images` line naming a repository at `address`."""
+    repository, tag, digest, image_id = line.split()
+    if not repository.startswith(f"{address}/"):
+        return None
+    if tag != "<none>":
+        return f"{repository}:{tag}"
+    return f"{repository}@{digest}" if digest != "<none>" else image_id
 
 
 def make_htpasswd(users: Mapping[str, str]) -> str:

@@ -210,3 +210,30 @@ def test_stopped_registry_is_down_until_started_again(
         "connect: connection refused"
     )
     assert backend.resolve(pushed.repository, "latest") == pushed.digest
+
+
+def local_references(address: str) -> list[str]:
+    listing = subprocess.run(
+        ["docker", "images", "--digests", "--format", "{{.Repository}}:{{.Tag}}@{{.Digest}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [line for line in listing.splitlines() if line.startswith(f"{address}/")]
+
+
+def test_a_registry_that_leaves_takes_the_local_images_naming_it_along(
+    engine: str, backend: DockerBackend, tmp_path: Path
+) -> None:
+    with LocalRegistry(tmp_path / "registry") as leaving:
+        images = ImageFactory(leaving.address, f"t{SESSION}", tmp_path / "images")
+        first = images.build("leaving", "v1", tag="latest")
+        second = images.build("leaving", "v2", tag="latest")  # v1 keeps only its digest
+        images.remove_local(second)
+        backend.pull(second.repository, second.digest)  # pulled by digest: no tag
+        # the engine names every kind: tagged, untagged with a digest, pulled by digest
+        names = local_references(leaving.address)
+        assert {f"{first.repository}:<none>@{first.digest}"} <= set(names)
+        assert any(name.endswith(f"@{second.digest}") for name in names)
+
+    assert local_references(leaving.address) == []
