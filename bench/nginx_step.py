@@ -76,23 +76,10 @@ def make_upstreams(count: int, shift: int) -> list[Upstream]:
     ]
 
 
-def distinct_free_ports(names: Sequence[str]) -> dict[str, int]:
-    """A free loopback port per name, no two the same (free_port() alone may repeat one)."""
-    ports: dict[str, int] = {}
-    taken: set[int] = set()
-    for name in names:
-        port = free_port()
-        while port in taken:
-            port = free_port()
-        ports[name] = port
-        taken.add(port)
-    return ports
-
-
 def measure_nginx_step(directory: Path, services: int, repeats: int = 5) -> NginxStepTiming:
     """Time NginxConfigurator.apply() with `services` upstreams, `repeats` times."""
     names = [upstream.service for upstream in make_upstreams(services, 0)]
-    nginx = SandboxNginx(directory, names, listen=distinct_free_ports(names)).start()
+    nginx = SandboxNginx(directory, names, listen={name: free_port() for name in names}).start()
     try:
         runner = TimedRunner({tuple(nginx.test_argv): "test", tuple(nginx.reload_argv): "reload"})
         configurator = NginxConfigurator(NginxConfig(**nginx.deployer_config()), run=runner)

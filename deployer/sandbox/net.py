@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -21,12 +22,27 @@ __all__ = [
 LOOPBACK = "127.0.0.1"
 
 
+_HANDED_OUT: set[int] = set()
+_HANDED_OUT_LOCK = threading.Lock()
+_TRIES = 1000
+
+
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now and that this process
+    never handed out before.
+
+    The kernel may offer the same free port twice (it is free again once the probe socket
+    closes): two servers given ports before either listens would then collide.
+    """
+    with _HANDED_OUT_LOCK:
+        for _ in range(_TRIES):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((LOOPBACK, 0))
+                port: int = sock.getsockname()[1]
+            if port not in _HANDED_OUT:
+                _HANDED_OUT.add(port)
+                return port
+    raise RuntimeError(f"no free loopback port this process has not handed out ({_TRIES} tries)")
 
 
 def accepts_connections(port: int) -> bool:

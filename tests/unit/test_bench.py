@@ -236,21 +236,6 @@ def test_nginx_step_report_shows_every_repeat_and_judges_the_slowest(
     assert "- 500 services: 0.250 0.310" in text
 
 
-def test_nginx_step_ports_are_distinct_though_free_port_repeats_one(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import bench.nginx_step
-
-    offered = iter([5000, 5000, 5001, 5000, 5002])
-    monkeypatch.setattr(bench.nginx_step, "free_port", lambda: next(offered))
-
-    assert bench.nginx_step.distinct_free_ports(["a", "b", "c"]) == {
-        "a": 5000,
-        "b": 5001,
-        "c": 5002,
-    }
-
-
 def test_reads_report_judges_the_targets() -> None:
     from bench.reads import FIRST_READ, PATHS, SMALL, report
 

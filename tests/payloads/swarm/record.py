@@ -68,21 +68,12 @@ class Bed:
         )
 
     def next_port(self, name: str) -> int:
-        pool = self.pools.setdefault(name, distinct_free_ports(3))
+        pool = self.pools.setdefault(name, [free_port() for _ in range(3)])
         state = self.backend.service(name)
         tasks = self.backend.tasks(state.id) if state else []
         port = next_port(pool, state.port if state else None, ports_in_use(tasks))
         assert port is not None, f"no free port for {name} in {pool}"
         return port
-
-
-def distinct_free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
 
 
 def wait_quiet(name: str, limit: float = 15.0) -> None:
