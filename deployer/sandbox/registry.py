@@ -114,35 +114,7 @@ class LocalRegistry(StartStop):
         try:
             self.stop()
         finally:
-            self.remove_local_images()
-
-    def remove_local_images(self) -> None:
-        """Remove every local image reference into this registry (its port is this run's own).
-
-        A registry that is gone leaves behind every image pushed to it or pulled from it
-        (about 70 a test session, thousands after a day of runs, and an engine listing
-        thousands of images is slower at every call). By reference, never by image id: an
-        identical image built for another registry shares the id; an untagged image with no
-        digest is removed by id without force, which the engine refuses when another
-        reference shares it. An image a container still uses stays.
-        """
-        listing = subprocess.run(
-            ["docker", "images", "--digests", "--format", IMAGE_LINE],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        mine = [
-            reference
-            for line in listing.stdout.splitlines()
-            if (reference := _local_reference(line, self.address)) is not None
-        ]
-        for start in range(0, len(mine), 100):
-            subprocess.run(
-                ["docker", "image", "rm", *mine[start : start + 100]],
-                capture_output=True,
-                check=False,
-            )
+            remove_local_images(self.address)
 
     @property
     def storage(self) -> Path:
@@ -193,6 +165,36 @@ class LocalRegistry(StartStop):
             f"http://{self.address}{path}", method=method, headers=headers
         )
         return urllib.request.urlopen(request, timeout=10)  # noqa: S310 (loopback http only)
+
+
+def remove_local_images(address: str) -> None:
+    """Remove every local image reference into the registry at `address` (a sandbox registry's
+    or proxy's port is its own run's).
+
+    A registry that is gone leaves behind every image pushed to it or pulled from it
+    (about 70 a test session, thousands after a day of runs, and an engine listing
+    thousands of images is slower at every call). By reference, never by image id: an
+    identical image built for another registry shares the id; an untagged image with no
+    digest is removed by id without force, which the engine refuses when another
+    reference shares it. An image a container still uses stays.
+    """
+    listing = subprocess.run(
+        ["docker", "images", "--digests", "--format", IMAGE_LINE],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    mine = [
+        reference
+        for line in listing.stdout.splitlines()
+        if (reference := _local_reference(line, address)) is not None
+    ]
+    for start in range(0, len(mine), 100):
+        subprocess.run(
+            ["docker", "image", "rm", *mine[start : start + 100]],
+            capture_output=True,
+            check=False,
+        )
 
 
 def _local_reference(line: str, address: str) -> str | None:

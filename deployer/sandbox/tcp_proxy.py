@@ -36,10 +36,11 @@ for a real pull. Example::
 from __future__ import annotations
 
 import socket
+from types import TracebackType
 
 from deployer.sandbox.net import LOOPBACK, free_port
 from deployer.sandbox.proxy import HttpProxy
-from deployer.sandbox.registry import repository_path
+from deployer.sandbox.registry import remove_local_images, repository_path
 
 
 def http_path(target: str) -> str:
@@ -62,10 +63,26 @@ class TcpProxy(HttpProxy):
         self.target = (host, int(port_text))
         self.port = port or free_port()
         self.address = f"{LOOPBACK}:{self.port}"
+        self._rehosted = False
         super().__init__(f"tcp-proxy-{self.port}", self._listen, self._dial, http_path)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop it for good: the local images pulled through it (named by its address) go,
+        when rehost() named any (a proxy of something other than a registry asks no engine)."""
+        try:
+            super().__exit__(exc_type, exc, traceback)
+        finally:
+            if self._rehosted:
+                remove_local_images(self.address)
 
     def rehost(self, repository: str) -> str:
         """The same repository, reached through this proxy."""
+        self._rehosted = True
         return rehost(repository, self.address)
 
     def url(self, path: str = "/") -> str:

@@ -237,3 +237,14 @@ def test_a_registry_that_leaves_takes_the_local_images_naming_it_along(
         assert any(name.endswith(f"@{second.digest}") for name in names)
 
     assert local_references(leaving.address) == []
+
+
+def test_a_registry_proxy_that_leaves_takes_the_images_pulled_through_it_along(
+    registry: LocalRegistry, images: ImageFactory, backend: DockerBackend
+) -> None:
+    pushed = fresh(images, "through-proxy")
+    with TcpProxy(registry.address) as proxy:
+        backend.pull(proxy.rehost(pushed.repository), pushed.digest)
+        assert local_references(proxy.address)  # named by the proxy's address
+
+    assert local_references(proxy.address) == []
