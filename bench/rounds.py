@@ -82,6 +82,9 @@ class RoundResult:
     idle_probes: list[float]  # and under the same load before the webhook
     probe_failures: int
     details: dict[str, float]
+    sent: float = 0.0  # the webhook, epoch seconds
+    finished_at: float = 0.0  # the deployment's end as the stack reports it, epoch seconds
+    answered: list[tuple[float, float]] = field(default_factory=list)  # every probe: sent, s
 
 
 def push(images: ImageFactory, stack: Stack, version: str, scenario: Scenario) -> PushedImage:
@@ -159,4 +162,7 @@ def measure_round(
         idle_probes=latencies_between(answered, 0.0, sent),
         probe_failures=prober.failures,
         details=finish.details,
+        sent=sent,
+        finished_at=finish.finished,
+        answered=answered,
     )

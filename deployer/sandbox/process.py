@@ -69,6 +69,11 @@ class SandboxProcess:
                 start_new_session=True,
             )
 
+    @property
+    def pid(self) -> int | None:
+        """The child's process id once started."""
+        return None if self._process is None else self._process.pid
+
     def check_alive(self) -> None:
         """Raise RuntimeError with the log tail when the process has exited."""
         if self._process is not None and self._process.poll() is not None:
