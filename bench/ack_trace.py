@@ -39,7 +39,11 @@ from deployer.sandbox.engine import SANDBOX_DIR, remove_instance_containers
 
 TRACEFS = Path("/sys/kernel/tracing")
 SLOW = 0.005  # issue 11's target for the ack p99
-EVENTS = "sched:sched_switch sched:sched_wakeup"
+SETTINGS = {
+    "trace_clock": "mono",  # CLOCK_MONOTONIC: time.monotonic() in this process
+    "options/record-tgid": "1",  # each line names its thread's process
+    "set_event": "sched:sched_switch sched:sched_wakeup sched:sched_wakeup_new",
+}
 LOW_PRIORITY = "load (nice 19)"
 GROUPS = [
     "server",
@@ -66,48 +70,39 @@ class Recording:
 
 @contextmanager
 def recording(buffer_kb: int = 262144) -> Iterator[Recording]:
-    """Record scheduler events while the block runs (`buffer_kb` per CPU). Needs root; mounts
-    tracefs when it is not mounted."""
-    if not (TRACEFS / "trace").exists():
+    """Record scheduler events while the block runs, in a tracefs instance of its own
+    (`buffer_kb` per CPU; the system's own trace settings are never touched, and the instance
+    goes afterwards). Needs root; mounts tracefs when it is not mounted."""
+    if not (TRACEFS / "instances").exists():
         subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)], check=True)
-    saved = {name: (TRACEFS / name).read_text() for name in ("trace_clock", "buffer_size_kb")}
-    settings = {
-        "tracing_on": "0",
-        "trace_clock": "mono",  # CLOCK_MONOTONIC: time.monotonic() in this process
-        "buffer_size_kb": str(buffer_kb),
-        "options/record-tgid": "1",
-        "trace": "",
-        "set_event": EVENTS,
-    }
-    for name, value in settings.items():
-        (TRACEFS / name).write_text(value)
-    done = Recording(Path(tempfile.mkstemp(prefix="sched-", suffix=".trace")[1]))
+    instance = TRACEFS / "instances" / f"deployer-bench-{os.getpid()}"
+    instance.mkdir()
+    handle, name = tempfile.mkstemp(prefix="sched-", suffix=".trace")
+    os.close(handle)
+    done = Recording(Path(name))
     try:
-        (TRACEFS / "tracing_on").write_text("1")
+        for setting, value in SETTINGS.items():
+            (instance / setting).write_text(value)
+        (instance / "buffer_size_kb").write_text(str(buffer_kb))
+        (instance / "tracing_on").write_text("1")
         yield done
     finally:
-        (TRACEFS / "tracing_on").write_text("0")
-        done.lost = overrun()
-        with (TRACEFS / "trace").open() as source, done.path.open("w") as target:
+        (instance / "tracing_on").write_text("0")
+        done.lost = overrun(instance)
+        with (instance / "trace").open() as source, done.path.open("w") as target:
             target.writelines(source)
-        (TRACEFS / "set_event").write_text("")
-        (TRACEFS / "trace_clock").write_text(_selected(saved["trace_clock"]))
-        (TRACEFS / "buffer_size_kb").write_text(saved["buffer_size_kb"].split()[0])
+        (instance / "set_event").write_text("")
+        instance.rmdir()
 
 
-def overrun() -> int:
+def overrun(instance: Path) -> int:
     """Events lost because a CPU's buffer was full, over every CPU."""
     return sum(
         int(line.split()[1])
-        for stats in TRACEFS.glob("per_cpu/cpu*/stats")
+        for stats in instance.glob("per_cpu/cpu*/stats")
         for line in stats.read_text().splitlines()
         if line.startswith("overrun:")
     )
-
-
-def _selected(choices: str) -> str:
-    """The bracketed choice of a tracefs list such as `[local] global mono`."""
-    return next((word[1:-1] for word in choices.split() if word.startswith("[")), "local")
 
 
 def main() -> int:
@@ -152,14 +147,103 @@ def run(scratch: Path, args: argparse.Namespace) -> str:
                 for number in range(2, args.rounds + 2)
                 for stack in (deployer, script)
             ]
-    with recorded.path.open() as lines:
-        trace = parse(lines)
-    recorded.path.unlink()
+    try:
+        with recorded.path.open() as lines:
+            trace = parse(lines)
+    finally:
+        recorded.path.unlink()
     return report(trace, results, servers, offset, args, recorded.lost)
 
 
 def _epoch_minus_monotonic() -> float:
     return time.time() - time.monotonic()
+
+
+def during_deployments(
+    results: Sequence[RoundResult], stack: str, offset: float
+) -> list[tuple[float, float]]:
+    """The stack's probe answers sent between a push webhook and that deployment's end:
+    (sent, on the monotonic clock: epoch - offset; seconds to answer). Pure."""
+    return [
+        (sent - offset, seconds)
+        for result in results
+        if result.stack == stack
+        for sent, seconds in result.answered
+        if result.sent <= sent <= result.finished_at
+    ]
+
+
+@dataclass
+class Tally:
+    """One stack's answers during its deployments, and what the slow ones were made of."""
+
+    answers: list[float]  # seconds
+    slow: int  # answers slower than SLOW
+    slow_time: float  # their seconds, summed
+    waited: float  # the server's threads runnable but not running, summed over threads
+    cpu: dict[str, float]  # seconds of CPU per group, both CPUs
+
+
+def tally(trace: Trace, probes: list[tuple[float, float]], server: int) -> Tally:
+    """Attribute every slow answer's time span (pure)."""
+    group = grouper(trace, {server: "server", os.getpid(): "bench"}, LOW_PRIORITY)
+    slow = [(at, seconds) for at, seconds in probes if seconds > SLOW]
+    cpu: dict[str, float] = defaultdict(float)
+    for at, seconds in slow:
+        for name, used in cpu_by_group(trace, at, at + seconds, group).items():
+            cpu[name] += used
+    return Tally(
+        answers=[seconds for _, seconds in probes],
+        slow=len(slow),
+        slow_time=sum(seconds for _, seconds in slow),
+        waited=sum(waiting(trace, at, at + seconds, server) for at, seconds in slow),
+        cpu=cpu,
+    )
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f}"
+
+
+def tables(tallies: dict[str, Tally]) -> list[str]:
+    """The per-stack table, then CPU time per group during the slow answers."""
+    head = [
+        "stack",
+        "answers during deployments",
+        f"> {SLOW * 1000:g} ms",
+        "p99",
+        "time in slow answers (ms)",
+        "server threads waiting for a CPU (ms)",
+        "server threads running (ms)",
+    ]
+    rows = [
+        [
+            stack,
+            str(len(item.answers)),
+            str(item.slow),
+            f"{percentile(item.answers, 0.99) * 1000:.1f} ms" if item.answers else "-",
+            ms(item.slow_time),
+            ms(item.waited),
+            ms(item.cpu.get("server", 0.0)),
+        ]
+        for stack, item in tallies.items()
+    ]
+    cpu_rows = [
+        [stack, *[ms(item.cpu.get(name, 0.0)) for name in GROUPS]]
+        for stack, item in tallies.items()
+    ]
+    return [
+        *markdown_table(head, rows),
+        "",
+        "CPU time (ms, both CPUs) of each group during the slow answers: `server` is the "
+        "stack's webhook server process (deployer, all its threads, its deployment work among "
+        "them; or the Go `webhook`, whose deployment work runs in child processes: `other`), "
+        f"`bench` the prober and the round's bookkeeping, `{LOW_PRIORITY}` the load's "
+        "clients, `app` the busybox containers, `runc` includes runc init, `other` the rest "
+        "(the script's shell and `docker` CLI among them)",
+        "",
+        *markdown_table(["stack (slow answers)", *GROUPS], cpu_rows),
+    ]
 
 
 def report(
@@ -171,51 +255,11 @@ def report(
     lost: int = 0,
 ) -> str:
     """The Markdown report: per stack, its slow answers and where the CPUs were meanwhile."""
-    rows: list[list[str]] = []
-    totals: dict[str, dict[str, float]] = {}
-    for stack, server in servers.items():
-        group = grouper(trace, {server: "server", os.getpid(): "bench"}, LOW_PRIORITY)
-        probes = [
-            (sent - offset, seconds)
-            for result in results
-            if result.stack == stack
-            for sent, seconds in result.answered
-            if result.sent <= sent <= result.finished_at
-        ]
-        slow = [(at, seconds) for at, seconds in probes if seconds > SLOW]
-        used: dict[str, float] = defaultdict(float)
-        waited = 0.0
-        for at, seconds in slow:
-            for name, cpu in cpu_by_group(trace, at, at + seconds, group).items():
-                used[name] += cpu
-            waited += waiting(trace, at, at + seconds, server)
-        span = sum(seconds for _, seconds in slow)
-        latencies = [seconds for _, seconds in probes]
-        rows.append(
-            [
-                stack,
-                str(len(probes)),
-                str(len(slow)),
-                f"{percentile(latencies, 0.99) * 1000:.1f} ms" if latencies else "-",
-                f"{span * 1000:.0f} ms",
-                f"{waited * 1000:.0f} ms",
-                f"{used['server'] * 1000:.0f} ms",
-            ]
-        )
-        totals[stack] = used
-    head = [
-        "stack",
-        "answers during deployments",
-        f"> {SLOW * 1000:g} ms",
-        "p99",
-        "time in slow answers",
-        "server threads runnable, waiting for a CPU",
-        "server threads running",
-    ]
-    cpu_head = ["stack (slow answers)", *GROUPS]
-    cpu_rows = [
-        [stack, *[f"{totals[stack][name] * 1000:.0f}" for name in GROUPS]] for stack in servers
-    ]
+    tallies = {
+        stack: tally(trace, during_deployments(results, stack, offset), server)
+        for stack, server in servers.items()
+    }
+    partial = " (the attribution of the earliest rounds is partial)" if lost else ""
     return "\n".join(
         [
             "# Benchmark: where the CPUs were while a webhook answer was slow",
@@ -226,23 +270,15 @@ def report(
             "- deployer (default config) and the `webhook` + pull/stop/rm/run script, interleaved,"
             " each round as in bench/peers.py (app answers at once, the load through nginx, a "
             "probe webhook every 20 ms); the kernel records every context switch and wakeup "
-            "meanwhile (ftrace), and each answer slower than "
+            "meanwhile (ftrace, in a tracefs instance of its own), and each answer slower than "
             f"{SLOW * 1000:g} ms sent between the push webhook and the deployment's end is "
             "looked at over its own time span",
-            f"- events lost to full trace buffers: {lost}"
-            + (" (the attribution of the earliest rounds is partial)" if lost else ""),
-            "- `waiting for a CPU`: summed over the server's threads, the time they were woken "
-            "(or preempted) and not yet running; `running`: the CPU time they got",
+            f"- events lost to full trace buffers: {lost}{partial}",
+            "- `waiting for a CPU`: summed over the server's threads (several can wait at once, "
+            "so it can exceed the time in slow answers), the time each was woken (or "
+            "preempted) and not yet running; `running`: the CPU time they got",
             "",
-            *markdown_table(head, rows),
-            "",
-            "CPU time (ms, both CPUs) of each group during the slow answers: `server` is the "
-            "stack's webhook server (deployer, or the Go `webhook`), `bench` the prober and the "
-            f"round's bookkeeping, `{LOW_PRIORITY}` the load's clients, `app` the busybox "
-            "containers, `runc` includes runc init (`exe`), `other` the rest (the script's "
-            "`docker` CLI among them)",
-            "",
-            *markdown_table(cpu_head, cpu_rows),
+            *tables(tallies),
             "",
         ]
     )

@@ -19,17 +19,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 _LINE = re.compile(
-    r"^\s*(?P<comm>.+?)-(?P<pid>\d+)\s+\(\s*(?P<tgid>[-\d]+)\)\s+\[(?P<cpu>\d+)\]\s+\S+\s+"
-    r"(?P<ts>\d+\.\d+): (?P<event>sched_switch|sched_wakeup): (?P<fields>.*)$"
+    r"^\s*(?P<comm>.+?)-(?P<pid>\d+)\s+\(\s*(?P<tgid>[-\d]+)\)\s+\[(?P<cpu>\d+)\]\s+(?:\S+\s+)?"
+    r"(?P<ts>\d+\.\d+): (?P<event>sched_switch|sched_wakeup|sched_wakeup_new): (?P<fields>.*)$"
 )
 _FIELD = re.compile(r"(\w+)=(\S+)")
 IDLE = 0
-ENGINE_COMMS = {
-    "dockerd": "dockerd",
-    "containerd": "containerd",
-    "runc": "runc",
-    "exe": "runc",  # runc init re-executes /proc/self/exe
-}
+ENGINE_COMMS = {"dockerd": "dockerd", "containerd": "containerd", "exe": "runc"}
 
 
 @dataclass
@@ -44,7 +39,13 @@ class Trace:
 
 
 def parse(lines: Iterable[str]) -> Trace:
-    """Read ftrace lines; events other than switch and wakeup are skipped."""
+    """Read ftrace lines; other events are skipped. ValueError when no line was a switch (the
+    trace is empty, or printed in a format this does not read: record-tgid off, say).
+
+    A thread is waiting for a CPU from its wakeup (or from being preempted while runnable)
+    until it is switched in; a wakeup of a thread that is running (woken between deciding to
+    sleep and sleeping: the kernel traces it) does not count, and a thread switched out asleep
+    is no longer waiting."""
     trace = Trace()
     running: dict[int, tuple[int, float]] = {}  # cpu -> (tid, since)
     runnable: dict[int, float] = {}  # tid -> since (woken, or preempted while runnable)
@@ -57,8 +58,10 @@ def parse(lines: Iterable[str]) -> Trace:
             trace.tgid[tid] = int(match["tgid"])
         trace.comm.setdefault(tid, match["comm"])
         fields = dict(_FIELD.findall(match["fields"]))
-        if match["event"] == "sched_wakeup":
-            runnable.setdefault(int(fields["pid"]), at)
+        if match["event"] != "sched_switch":
+            woken = int(fields["pid"])
+            if all(woken != current for current, _ in running.values()):
+                runnable.setdefault(woken, at)
             continue
         previous, following = int(fields["prev_pid"]), int(fields["next_pid"])
         trace.comm[previous], trace.comm[following] = fields["prev_comm"], fields["next_comm"]
@@ -70,6 +73,10 @@ def parse(lines: Iterable[str]) -> Trace:
             trace.waits.append((runnable.pop(following), at, following))
         if fields["prev_state"].startswith("R") and previous != IDLE:
             runnable[previous] = at  # preempted: waits for a CPU from now
+        else:
+            runnable.pop(previous, None)
+    if not trace.runs and not running:
+        raise ValueError("no sched_switch line read: is record-tgid on and the trace not empty?")
     return trace
 
 
@@ -112,8 +119,10 @@ def grouper(trace: Trace, named: dict[int, str], low_priority: str) -> Callable[
         if process in named:
             return named[process]
         comm = trace.comm.get(tid, "")
-        if comm in ENGINE_COMMS or comm.startswith("containerd-shim"):
-            return ENGINE_COMMS.get(comm, "containerd")
+        if comm in ENGINE_COMMS:
+            return ENGINE_COMMS[comm]
+        if comm.startswith(("containerd-shim", "runc")):  # runc:[2:INIT] and its kin
+            return "containerd" if comm.startswith("containerd") else "runc"
         if comm.startswith("nginx"):
             return "nginx"
         if comm in ("busybox", "httpd"):

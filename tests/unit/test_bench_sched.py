@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench.rounds import RoundResult
 from bench.sched import cpu_by_group, grouper, parse, waiting
 
 
@@ -76,11 +77,11 @@ def test_a_window_is_attributed_to_groups_and_the_servers_wait_is_summed() -> No
 def test_groups_by_process_then_by_name_then_by_priority() -> None:
     trace = parse(TRACE)
     trace.comm.update({1: "exe", 2: "containerd-shim-runc-v2", 3: "python", 4: "kworker/1:1H"})
-    trace.comm.update({5: "busybox", 6: "sh"})
+    trace.comm.update({5: "busybox", 6: "sh", 7: "runc:[2:INIT]"})
     trace.prio[3] = 139  # nice 19
     group = grouper(trace, {10: "server"}, "low")
 
-    assert [group(tid) for tid in (0, 11, 50, 70, 1, 2, 3, 4, 5, 6)] == [
+    assert [group(tid) for tid in (0, 11, 50, 70, 1, 2, 3, 4, 5, 6, 7)] == [
         "idle",
         "server",
         "dockerd",
@@ -91,4 +92,86 @@ def test_groups_by_process_then_by_name_then_by_priority() -> None:
         "kernel",
         "app",
         "other",
+        "runc",
     ]
+
+
+def test_a_wakeup_while_running_is_no_wait_and_a_sleep_ends_one() -> None:
+    # thread 11 runs from 0; woken while still running at 1 ms (between deciding to sleep and
+    # sleeping); sleeps at 2 ms; woken at 500 ms, on the CPU 10 us later: one 10 us wait
+    lines = [
+        switch(1, "100.000000", ("swapper/1", 0, -1, "R"), ("python", 11, 120)),
+        wakeup(0, "100.001000", ("dockerd", 50, 50), ("python", 11)),
+        switch(1, "100.002000", ("python", 11, 10, "S"), ("swapper/1", 0, 120)),
+        wakeup(0, "100.500000", ("dockerd", 50, 50), ("python", 11)),
+        switch(1, "100.500010", ("swapper/1", 0, -1, "R"), ("python", 11, 120)),
+    ]
+
+    trace = parse(lines)
+
+    assert microseconds(trace.waits) == [(100_500_000, 100_500_010, 11)]
+    assert waiting(trace, 100.4, 100.6, 10) == pytest.approx(0.00001)
+
+
+def test_a_new_thread_waits_from_its_first_wakeup_and_lines_without_flags_are_read() -> None:
+    new = wakeup(0, "100.001000", ("python", 11, 10), ("python", 12)).replace(
+        "sched_wakeup:", "sched_wakeup_new:"
+    )
+    no_flags = switch(1, "100.003000", ("nginx", 70, 70, "S"), ("python", 12, 120)).replace(
+        " d..2.", ""
+    )
+
+    trace = parse([new, no_flags])
+
+    assert microseconds(trace.waits) == [(100_001_000, 100_003_000, 12)]
+
+
+def test_a_trace_without_a_switch_read_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no sched_switch line read"):
+        parse(["# tracer: nop", "garbage"])
+
+
+def round_result(
+    stack: str, sent: float, finished_at: float, answered: list[tuple[float, float]]
+) -> RoundResult:
+    return RoundResult(
+        stack=stack,
+        scenario="s",
+        version="v2",
+        state="succeeded",
+        ack=0.001,
+        served=0.3,
+        only_new=0.4,
+        finished=finished_at - sent,
+        ok=1,
+        failed=0,
+        errors=[],
+        probes=[],
+        idle_probes=[],
+        probe_failures=0,
+        details={},
+        sent=sent,
+        finished_at=finished_at,
+        answered=answered,
+    )
+
+
+def test_the_answers_looked_at_are_the_stacks_own_during_its_deployments_on_the_trace_clock() -> (
+    None
+):
+    from bench.ack_trace import during_deployments, tally
+
+    results = [
+        round_result("deployer", 1000.0, 1000.5, [(999.9, 0.001), (1000.1, 0.008), (1000.6, 0.02)]),
+        round_result("script", 1001.0, 1001.5, [(1001.2, 0.009)]),
+    ]
+    # epoch 1000.1 is 100.001 on the trace's monotonic clock when the offset is 900.099
+    probes = during_deployments(results, "deployer", offset=900.099)
+
+    assert [(round(at, 6), seconds) for at, seconds in probes] == [(100.001, 0.008)]
+    counted = tally(parse(TRACE), probes, server=10)
+    assert (len(counted.answers), counted.slow) == (1, 1)
+    assert counted.slow_time == pytest.approx(0.008)
+    # 100.001-100.009: thread 11 of process 10 waited from 100.001 to 100.004
+    assert counted.waited == pytest.approx(0.003)
+    assert counted.cpu == pytest.approx({"dockerd": 0.005, "nginx": 0.004, "server": 0.001})
