@@ -84,7 +84,7 @@ class DeployerStack:
         self.app = app
         self.repository = f"{images.namespace}/{app}"
         self.scratch = scratch / "deployer"
-        self.nginx = SandboxNginx(self.scratch / "nginx", [SERVICE])
+        self.nginx = SandboxNginx(self.scratch / "nginx", [SERVICE], own_session=True)
         self.token = secrets.token_urlsafe(32)
         port = free_port()
         self.base = f"http://127.0.0.1:{port}"
@@ -99,6 +99,7 @@ class DeployerStack:
             [sys.executable, "-m", "deployer", "serve", "--config", str(config_path)],
             self.scratch / "deployer.log",
             environ={**os.environ, "DEPLOYER_TOKEN": self.token},
+            own_session=True,  # as a service manager starts it (see SandboxProcess)
         )
         self._deployments: dict[str, str] = {}
 

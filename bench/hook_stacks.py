@@ -134,6 +134,7 @@ class HookStack:
             "webhook",
             ["webhook", "-hooks", str(hooks), "-ip", LOOPBACK, "-port", str(self.port), "-verbose"],
             directory / "webhook.log",
+            own_session=True,  # as a service manager starts it (see SandboxProcess)
         )
         self._app_port = plan.port
         self.nginx: SandboxNginx | None = None

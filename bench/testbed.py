@@ -18,7 +18,7 @@ def render_fixed_upstream(port: int) -> str:
 
 def start_fixed_nginx(prefix: Path, port: int) -> SandboxNginx:
     """A sandbox nginx proxying upstream `web` to 127.0.0.1:port, as the peers' docs do."""
-    nginx = SandboxNginx(prefix, [SERVICE])
+    nginx = SandboxNginx(prefix, [SERVICE], own_session=True)  # a service of its own
     nginx.upstreams.parent.mkdir(parents=True, exist_ok=True)
     nginx.upstreams.write_text(render_fixed_upstream(port))
     return nginx.start()

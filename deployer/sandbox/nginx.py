@@ -65,6 +65,7 @@ class SandboxNginx(StartStop):
         upstreams: Path | None = None,
         listen: dict[str, int] | None = None,
         launcher: Sequence[str] = (),
+        own_session: bool = False,
     ) -> None:
         self.prefix = prefix.absolute()
         self.conf = self.prefix / "nginx.conf"
@@ -85,7 +86,9 @@ class SandboxNginx(StartStop):
         self.test_argv = [*base, "-t", "-q"]
         self.reload_argv = [*base, "-s", "reload"]
         # launcher: what runs the server in, e.g. `docker run ... IMAGE` for nginx in a container.
-        self._process = SandboxProcess("nginx", [*launcher, *base], self.prefix / "nginx.out")
+        self._process = SandboxProcess(
+            "nginx", [*launcher, *base], self.prefix / "nginx.out", own_session=own_session
+        )
 
     def deployer_config(self) -> dict[str, str | list[str]]:
         """The `nginx:` section of a deployer config that drives this nginx."""

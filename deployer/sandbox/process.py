@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,15 +34,18 @@ class StartStop:
 
 
 class SandboxProcess:
-    """A child process with its combined output in log_path, in a session of its own.
+    """A child process with its combined output in log_path.
 
-    Its own session, as a service manager starts a service: with the kernel's per-session CPU
-    grouping (autogroup, on unless sched_autogroup_enabled=0 and in effect outside cgroups
-    with a CPU controller) a child in the parent's session shares one CPU share with the
-    parent and everything else it started, such as a bench's load generator, instead of
-    competing on its own. Measured on the bench machine: deployer's webhook answer p99 under
-    load 24-32 ms in the bench's session, 15-18 ms in its own. It also keeps a terminal's
-    Ctrl-C from reaching the child: stop() ends it.
+    With `own_session` it leads a session of its own, as a service manager starts a service
+    (the benchmarks' servers): with the kernel's per-session CPU grouping (autogroup, on
+    unless sched_autogroup_enabled=0, in effect outside cgroups with a CPU controller) a child
+    in the parent's session shares one CPU share with the parent and everything else it
+    started, such as a bench's load generator, instead of competing on its own. Measured on the
+    bench machine: deployer's webhook answer p99 under load 24-32 ms in the bench's session,
+    15-18 ms in its own. Such a child no longer gets the signals sent to the parent's process
+    group (a terminal's Ctrl-C, `timeout`, `kill -- -PGID`): stop() ends it and everything it
+    started. Without, it stays in the parent's session and process group (the tests' servers:
+    they die with the run however it ends).
     """
 
     def __init__(
@@ -49,11 +54,13 @@ class SandboxProcess:
         argv: list[str],
         log_path: Path,
         environ: Mapping[str, str] | None = None,
+        own_session: bool = False,
     ) -> None:
         self.name = name
         self.argv = argv
         self.log_path = log_path
         self.environ = environ
+        self.own_session = own_session
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -66,7 +73,7 @@ class SandboxProcess:
                 stderr=log,
                 stdin=subprocess.DEVNULL,
                 env=self.environ,
-                start_new_session=True,
+                start_new_session=self.own_session,
             )
 
     @property
@@ -89,12 +96,25 @@ class SandboxProcess:
             return "(no log)"
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Terminate the process and wait for it; kill it if it lingers."""
+        """Terminate the process and wait for it; kill it if it lingers. A process leading its
+        own session is signalled with its whole process group (what it started goes too)."""
         if self._process is None or self._process.poll() is not None:
             return
-        self._process.terminate()
+        self._signal(signal.SIGTERM)
         try:
             self._process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self._process.kill()
+            self._signal(signal.SIGKILL)
             self._process.wait(timeout)
+        if self.own_session:
+            self._signal(signal.SIGKILL)  # anything of its group still there
+
+    def _signal(self, number: signal.Signals) -> None:
+        assert self._process is not None
+        try:
+            if self.own_session:
+                os.killpg(self._process.pid, number)
+            else:
+                self._process.send_signal(number)
+        except ProcessLookupError:
+            pass
