@@ -178,12 +178,15 @@ def remove_local_images(address: str) -> None:
     digest is removed by id without force, which the engine refuses when another
     reference shares it. An image a container still uses stays.
     """
-    listing = subprocess.run(
-        ["docker", "images", "--digests", "--format", IMAGE_LINE],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        listing = subprocess.run(
+            ["docker", "images", "--digests", "--format", IMAGE_LINE],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:  # no docker CLI: no engine to leave images in
+        return
     mine = [
         reference
         for line in listing.stdout.splitlines()
@@ -199,9 +202,10 @@ def remove_local_images(address: str) -> None:
 
 def _local_reference(line: str, address: str) -> str | None:
     """The reference to remove for one `docker images` line naming a repository at `address`."""
-    repository, tag, digest, image_id = line.split()
-    if not repository.startswith(f"{address}/"):
+    words = line.split()
+    if len(words) != 4 or not words[0].startswith(f"{address}/"):
         return None
+    repository, tag, digest, image_id = words
     if tag != "<none>":
         return f"{repository}:{tag}"
     return f"{repository}@{digest}" if digest != "<none>" else image_id

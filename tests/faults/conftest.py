@@ -27,6 +27,7 @@ from deployer.backends.docker import DockerBackend
 from deployer.config import parse_config
 from deployer.runtime import Runtime
 from deployer.sandbox import EngineProxy, LocalRegistry, SandboxNginx, TcpProxy
+from deployer.sandbox.engine import remove_instance_containers
 from deployer.sandbox.serve import ServeProcess
 from tests.conftest import TOKEN
 
@@ -63,10 +64,12 @@ def proxied_backend(engine_proxy: EngineProxy) -> Iterator[DockerBackend]:
 
 
 @pytest.fixture
-def registry_proxy(registry: LocalRegistry) -> Iterator[TcpProxy]:
-    """A TCP proxy in front of the session registry."""
+def registry_proxy(registry: LocalRegistry, instance: str) -> Iterator[TcpProxy]:
+    """A TCP proxy in front of the session registry. The test's containers go before it does,
+    so the images pulled through it (named by its address) can go with it."""
     with TcpProxy(registry.address) as proxy:
         yield proxy
+        remove_instance_containers(instance)
 
 
 @pytest.fixture

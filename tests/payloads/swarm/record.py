@@ -384,8 +384,11 @@ def main(names: list[str]) -> int:
         ):
             factory = ImageFactory(registry.address, "rec", Path(workdir) / "images")
             bed = Bed(build_images(factory), SwarmBackend(), instance)
-            for name in chosen:
-                SCENARIOS[name](bed)
+            try:
+                for name in chosen:
+                    SCENARIOS[name](bed)
+            finally:
+                remove_instance_objects(instance)  # before the registry goes: its images can
     finally:
         remove_instance_objects(instance)
         leave_swarm(join)
