@@ -12,7 +12,8 @@ from deployer.sandbox.net import free_port
 
 def test_free_port_never_hands_out_a_port_twice() -> None:
     # 600 draws: the kernel's free-port choice repeats one with near certainty (birthday bound
-    # over ~14,000 even ports); an nginx given 500 listen ports had ~490 distinct ones
+    # over the ~14,000 ports of one parity it hands out for bind(0)); an nginx given 500
+    # listen ports had ~490 distinct ones
     ports = [free_port() for _ in range(600)]
 
     assert len(set(ports)) == len(ports)
