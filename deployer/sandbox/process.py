@@ -30,7 +30,14 @@ class StartStop:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.stop()
+        try:
+            self.stop()
+        finally:
+            self.leave()
+
+    def leave(self) -> None:
+        """After the `with` block's stop(): what goes only when the thing goes for good (a
+        stop() alone may be followed by start())."""
 
 
 class SandboxProcess:

@@ -27,7 +27,6 @@ import subprocess
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from deployer.sandbox.net import LOOPBACK, free_port, wait_for_http
@@ -104,17 +103,9 @@ class LocalRegistry(StartStop):
         """Stop the registry process (start() brings it back on the same port and data)."""
         self._process.stop()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Stop it for good: the local images that name it go too."""
-        try:
-            self.stop()
-        finally:
-            remove_local_images(self.address)
+    def leave(self) -> None:
+        """Gone for good: the local images that name it go too."""
+        remove_local_images(self.address)
 
     @property
     def storage(self) -> Path:

@@ -36,7 +36,6 @@ for a real pull. Example::
 from __future__ import annotations
 
 import socket
-from types import TracebackType
 
 from deployer.sandbox.net import LOOPBACK, free_port
 from deployer.sandbox.proxy import HttpProxy
@@ -66,19 +65,11 @@ class TcpProxy(HttpProxy):
         self._rehosted = False
         super().__init__(f"tcp-proxy-{self.port}", self._listen, self._dial, http_path)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Stop it for good: the local images pulled through it (named by its address) go,
-        when rehost() named any (a proxy of something other than a registry asks no engine)."""
-        try:
-            super().__exit__(exc_type, exc, traceback)
-        finally:
-            if self._rehosted:
-                remove_local_images(self.address)
+    def leave(self) -> None:
+        """Gone for good: the local images pulled through it (named by its address) go, when
+        rehost() named any (a proxy of something other than a registry asks no engine)."""
+        if self._rehosted:
+            remove_local_images(self.address)
 
     def rehost(self, repository: str) -> str:
         """The same repository, reached through this proxy."""
