@@ -290,28 +290,35 @@ def test_rollback_through_the_admin_api_serves_the_previous_release_from_the_kep
     assert (status["state"], status["digest"]) == ("running", v1.digest)
 
 
-def test_a_long_request_in_flight_at_the_switch_finishes_and_the_drain_waits_for_it_alone(
-    make_bed: Callable[..., Bed], images: ImageFactory
-) -> None:
-    bed = make_bed(drain=10)  # a cap far above what the drain should take
-    bed.push("web", "v1", images)
-    bed.wait_idle()
+def switch_during_a_slow_request(
+    bed: Bed, images: ImageFactory
+) -> tuple[Deployment, list[tuple[int, str]]]:
+    """Push v2 while a 1.5 s request is in flight on v1; the finished deployment, and that
+    request's answer."""
     answers: list[tuple[int, str]] = []
     slow = threading.Thread(
         target=lambda: answers.append(
             http_get(bed.nginx.url("web", f"{SLOW_PATH}?1.5"), timeout=10)
         )
     )
-
     images.build("web", "v2", tag="latest")
+    slow.start()  # in flight on v1 when v2 takes over (the switch comes within ~1 s)
+    bed.webhook("web")
+    bed.wait_idle()
+    slow.join()
+    return bed.last("web"), answers
+
+
+def test_a_long_request_in_flight_at_the_switch_finishes_and_the_drain_waits_for_it_alone(
+    make_bed: Callable[..., Bed], images: ImageFactory
+) -> None:
+    bed = make_bed(drain=10)  # a cap far above what the drain should take
+    bed.push("web", "v1", images)
+    bed.wait_idle()
 
     with Load(bed.nginx.url("web", "/version")) as load:
-        slow.start()  # in flight on v1 when v2 takes over (the switch comes within ~1 s)
-        bed.webhook("web")
-        bed.wait_idle()
-        slow.join()
+        deployment, answers = switch_during_a_slow_request(bed, images)
 
-    deployment = bed.last("web")
     drain = step(deployment, "drain")
     assert deployment.state is DeploymentState.SUCCEEDED, deployment.error
     assert answers == [(200, "v1\n")]
@@ -332,20 +339,9 @@ def test_without_nginxs_pid_file_the_drain_waits_for_the_long_requests_connectio
     bed.push("web", "v1", images)
     bed.wait_idle()
     v1 = bed.last("web")
-    answers: list[tuple[int, str]] = []
-    slow = threading.Thread(
-        target=lambda: answers.append(
-            http_get(bed.nginx.url("web", f"{SLOW_PATH}?1.5"), timeout=10)
-        )
-    )
-    images.build("web", "v2", tag="latest")
 
-    slow.start()  # in flight on v1 when v2 takes over (the switch comes within ~1 s)
-    bed.webhook("web")
-    bed.wait_idle()
-    slow.join()
+    deployment, answers = switch_during_a_slow_request(bed, images)
 
-    deployment = bed.last("web")
     drain = step(deployment, "drain")
     assert deployment.state is DeploymentState.SUCCEEDED, deployment.error
     assert answers == [(200, "v1\n")]
