@@ -33,7 +33,7 @@ from bench.machine import machine
 from bench.peers import SCENARIOS
 from bench.rounds import RoundResult, measure_round, set_up
 from bench.sched import Trace, cpu_by_group, grouper, parse, waiting
-from bench.stats import markdown_table, percentile
+from bench.stats import markdown_table, milliseconds, percentile
 from deployer.sandbox import ImageFactory, LocalRegistry, ensure_engine
 from deployer.sandbox.engine import SANDBOX_DIR, remove_instance_containers
 
@@ -140,7 +140,7 @@ def run(scratch: Path, args: argparse.Namespace) -> str:
             assert pid is not None  # started
             servers[stack.name] = pid
         with recording() as recorded:
-            offset = _epoch_minus_monotonic()
+            offset = time.time() - time.monotonic()  # epoch -> the trace's clock
             scenario = SCENARIOS[0]  # the app answers at once
             results = [
                 measure_round(stack, images, scenario, f"v{number}", args.clients, args.load_nice)
@@ -153,10 +153,6 @@ def run(scratch: Path, args: argparse.Namespace) -> str:
     finally:
         recorded.path.unlink()
     return report(trace, results, servers, offset, args, recorded.lost)
-
-
-def _epoch_minus_monotonic() -> float:
-    return time.time() - time.monotonic()
 
 
 def during_deployments(
@@ -221,7 +217,7 @@ def tables(tallies: dict[str, Tally]) -> list[str]:
             stack,
             str(len(item.answers)),
             str(item.slow),
-            f"{percentile(item.answers, 0.99) * 1000:.1f} ms" if item.answers else "-",
+            milliseconds(percentile(item.answers, 0.99)),
             ms(item.slow_time),
             ms(item.waited),
             ms(item.cpu.get("server", 0.0)),
